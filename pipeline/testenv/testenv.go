@@ -1,0 +1,111 @@
+// Package testenv finds the real Kafka broker and ClickHouse server that
+// integration tests run against, and gives each test its own topics and
+// database so tests never see each other's data.
+//
+// The servers are found through TARIFF_TEST_KAFKA (bootstrap host:port) and
+// TARIFF_TEST_CLICKHOUSE (native host:port); `make test` starts both and sets
+// them. When one is missing a test is skipped with a loud message, except
+// under CI=true, where a missing server fails the test: CI must never pass
+// by skipping.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+func require(t testing.TB, env, what string) string {
+	t.Helper()
+	addr := os.Getenv(env)
+	if addr == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set: integration tests need a real %s under CI (run `make test`, which starts it)", env, what)
+		}
+		t.Skipf("SKIPPED: %s is not set; run `make test` to start a real %s and run this integration test", env, what)
+	}
+	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s=%s: no %s answers: %v", env, addr, what, err)
+		}
+		t.Skipf("SKIPPED: %s=%s: no %s answers: %v", env, addr, what, err)
+	}
+	c.Close()
+	return addr
+}
+
+// Kafka returns the bootstrap address of the test broker.
+func Kafka(t testing.TB) string { return require(t, "TARIFF_TEST_KAFKA", "Kafka broker") }
+
+// ClickHouse returns the native address of the test ClickHouse server.
+func ClickHouse(t testing.TB) string {
+	return require(t, "TARIFF_TEST_CLICKHOUSE", "ClickHouse server")
+}
+
+// Name returns a unique name for this test's topics, groups and database:
+// letters, digits and underscores only, so it is valid everywhere.
+func Name(t testing.TB, prefix string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	n := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		}
+		return '_'
+	}, t.Name())
+	if len(n) > 40 {
+		n = n[:40]
+	}
+	return prefix + "_" + strings.ToLower(n) + "_" + hex.EncodeToString(b[:])
+}
+
+// CreateTopics creates topics with the given partition count and waits
+// until each has a leader.
+func CreateTopics(t testing.TB, broker string, partitions int, topics ...string) {
+	t.Helper()
+	conn, err := kafka.Dial("tcp", broker)
+	if err != nil {
+		t.Fatalf("dial kafka %s: %v", broker, err)
+	}
+	defer conn.Close()
+	ctrl, err := conn.Controller()
+	if err != nil {
+		t.Fatalf("find kafka controller: %v", err)
+	}
+	cc, err := kafka.Dial("tcp", net.JoinHostPort(ctrl.Host, strconv.Itoa(ctrl.Port)))
+	if err != nil {
+		t.Fatalf("dial kafka controller: %v", err)
+	}
+	defer cc.Close()
+	cfgs := make([]kafka.TopicConfig, len(topics))
+	for i, tp := range topics {
+		cfgs[i] = kafka.TopicConfig{Topic: tp, NumPartitions: partitions, ReplicationFactor: 1}
+	}
+	if err := cc.CreateTopics(cfgs...); err != nil {
+		t.Fatalf("create topics %v: %v", topics, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tp := range topics {
+		for {
+			parts, err := conn.ReadPartitions(tp)
+			if err == nil && len(parts) == partitions && parts[0].Leader.Host != "" {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("topic %s has no leader after 30s: %v", tp, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
