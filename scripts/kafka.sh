@@ -200,15 +200,19 @@ cmd_start() {
   nohup java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
     -Dlog4j.configuration="file:$LOG4J" -Dkafka.logs.dir="$KAFKA_DIR" \
     -cp "$JARS/*" kafka.Kafka "$CONF" >>"$LOGFILE" 2>&1 </dev/null &
-  echo $! >"$PIDFILE"
-  log "broker starting (pid $!), log $LOGFILE"
+  local jpid=$!
+  echo "$jpid" >"$PIDFILE"
+  log "broker starting (pid $jpid), log $LOGFILE"
 
   # Compile the check while the JVM boots.
   build_check || fail_start "go build ./scripts/kafkacheck failed"
 
   local deadline=$((SECONDS + KAFKA_START_TIMEOUT)) left out
   while :; do
-    [[ -n "$(broker_pid)" ]] || fail_start "broker exited during start"
+    # kill -0 rather than broker_pid: until the forked shell has exec'd the
+    # JVM, /proc/PID/cmdline does not name kafka.Kafka yet, and a fast
+    # machine with a prebuilt check reaches this line before that.
+    kill -0 "$jpid" 2>/dev/null || fail_start "broker exited during start"
     left=$((deadline - SECONDS))
     ((left > 0)) || fail_start "broker not ready after ${KAFKA_START_TIMEOUT}s"
     if port_open "$KAFKA_PORT"; then
