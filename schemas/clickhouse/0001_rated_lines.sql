@@ -1,5 +1,12 @@
 -- Rated line items: one row per usage event and unit type.
 --
+-- Money is exact: prices carry up to 24 decimal places (price lists hold
+-- values such as 0.0000029999900000000002), a cost is quantity x price (24
+-- places) and a charge is cost x a markup with 4 places (28). Nothing is
+-- rounded on the way in. The ranges that leaves, 10^14 USD for a cost and
+-- 10^10 USD for a charge, bound one row and one query's sum; the rater
+-- refuses an event whose amounts would not fit.
+--
 -- Runs on ClickHouse 18.16 and on current releases: no LowCardinality (it is
 -- experimental on 18.16), no DateTime64 (absent there); event_ms carries
 -- the millisecond epoch time for ordering within a second.
@@ -19,9 +26,9 @@ CREATE TABLE IF NOT EXISTS rated_lines
     event_id          String,
     unit              String,
     quantity          Int64,
-    unit_price        Decimal(38, 18),
-    cost              Decimal(38, 18),
-    charge            Decimal(38, 18),
+    unit_price        Decimal(38, 24),
+    cost              Decimal(38, 24),
+    charge            Decimal(38, 28),
     provider          String,
     model             String,
     price_key         String,
