@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tariff-dev/tariff/pipeline"
+	"github.com/tariff-dev/tariff/sinks"
+	"github.com/tariff-dev/tariff/sources"
+)
+
+// Config is tariff's whole configuration: one YAML file, with environment
+// overrides for what differs between machines (addresses and secrets).
+type Config struct {
+	Kafka      KafkaConfig            `yaml:"kafka"`
+	ClickHouse ClickHouseConfig       `yaml:"clickhouse"`
+	State      pipeline.StoreConfig   `yaml:"state"`
+	Pipeline   pipeline.Config        `yaml:"pipeline"`
+	Prices     PricesConfig           `yaml:"prices"`
+	Embedded   sources.EmbeddedConfig `yaml:"embedded"`
+	Output     OutputConfig           `yaml:"output"`
+	Log        LogConfig              `yaml:"log"`
+}
+
+// KafkaConfig is the consumer plus the dead-letter topic.
+type KafkaConfig struct {
+	sources.Config `yaml:",inline"`
+	// DeadLetterTopic receives every refused message. Default "tariff.deadletter".
+	DeadLetterTopic string `yaml:"dead_letter_topic"`
+}
+
+// ClickHouseConfig says whether and where rated usage goes to ClickHouse.
+type ClickHouseConfig struct {
+	sinks.ClickHouseConfig `yaml:",inline"`
+	// Enabled is "auto" (use ClickHouse when it answers at addr, else the
+	// local file), "true" (required: fail when it does not answer) or
+	// "false". Default "auto".
+	Enabled string `yaml:"enabled"`
+}
+
+// PricesConfig says which price list rates usage.
+type PricesConfig struct {
+	// File is a LiteLLM price map or an OpenRouter model list. Default: the
+	// LiteLLM price map bundled in the binary.
+	File string `yaml:"file"`
+	// Markup is the global markup in percent, e.g. "30" for 30%. Default "0".
+	Markup string `yaml:"markup"`
+}
+
+// OutputConfig is the local file sink.
+type OutputConfig struct {
+	// File receives rated events as JSON lines when ClickHouse is not used.
+	// Default "./tariff-data/rated.jsonl".
+	File string `yaml:"file"`
+	// Console prints rated events to standard output (at most
+	// console_max_per_second lines a second). Default true in the embedded
+	// default, false otherwise.
+	Console             *bool `yaml:"console"`
+	ConsoleMaxPerSecond int   `yaml:"console_max_per_second"`
+}
+
+// LogConfig sets logging.
+type LogConfig struct {
+	// Level is trace, debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is "console" (human) or "json". Default console on a terminal,
+	// json otherwise.
+	Format string `yaml:"format"`
+}
+
+// Default topic names of the embedded default and the example config.
+const (
+	TopicGateway    = "tariff.usage.gateway"
+	TopicPartner    = "tariff.usage.partner"
+	TopicMeter      = "tariff.usage.meter"
+	TopicDeadLetter = "tariff.deadletter"
+)
+
+// embedded reports whether the config asks for the in-process broker: it
+// does when no brokers are configured.
+func (c *Config) embedded() bool { return len(c.Kafka.Brokers) == 0 }
+
+// SetDefaults fills every zero field with its documented default.
+func (c *Config) SetDefaults() {
+	if len(c.Kafka.Topics) == 0 {
+		c.Kafka.Topics = map[string]string{TopicGateway: "gateway", TopicPartner: "auto", TopicMeter: "meter"}
+	}
+	if c.Kafka.DeadLetterTopic == "" {
+		c.Kafka.DeadLetterTopic = TopicDeadLetter
+	}
+	c.Kafka.Config.SetDefaults()
+	if c.ClickHouse.Enabled == "" {
+		c.ClickHouse.Enabled = "auto"
+	}
+	c.ClickHouse.ClickHouseConfig.SetDefaults()
+	c.State.SetDefaults()
+	if c.Prices.Markup == "" {
+		c.Prices.Markup = "0"
+	}
+	if c.Embedded.Port == 0 {
+		c.Embedded.Port = 9092
+	}
+	if c.Embedded.DataDir == "" {
+		c.Embedded.DataDir = "./tariff-data/broker"
+	}
+	if c.Output.File == "" {
+		c.Output.File = "./tariff-data/rated.jsonl"
+	}
+	if c.Output.Console == nil {
+		v := c.embedded()
+		c.Output.Console = &v
+	}
+	if c.Output.ConsoleMaxPerSecond == 0 {
+		c.Output.ConsoleMaxPerSecond = 20
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+}
+
+// Validate names every bad field with what was expected.
+func (c *Config) Validate() error {
+	var errs []error
+	kc := c.Kafka.Config
+	if c.embedded() {
+		kc.Brokers = []string{"embedded"} // filled in at start
+	}
+	if err := kc.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.ClickHouse.Enabled {
+	case "auto", "true", "false":
+	default:
+		errs = append(errs, fmt.Errorf("clickhouse.enabled: %q: expected auto, true or false", c.ClickHouse.Enabled))
+	}
+	if c.ClickHouse.Enabled != "false" {
+		if err := c.ClickHouse.ClickHouseConfig.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := c.State.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := parseMarkup(c.Prices.Markup); err != nil {
+		errs = append(errs, fmt.Errorf("prices.markup: %w", err))
+	}
+	switch c.Log.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q: expected trace, debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "", "console", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q: expected console or json", c.Log.Format))
+	}
+	if c.Embedded.Port < 0 || c.Embedded.Port > 65535 {
+		errs = append(errs, fmt.Errorf("embedded.port: %d: expected 0..65535", c.Embedded.Port))
+	}
+	return errors.Join(errs...)
+}
+
+// envOverrides maps environment variables to the fields they set. Secrets
+// belong here rather than in the file.
+var envOverrides = []struct {
+	name string
+	set  func(c *Config, v string)
+}{
+	{"TARIFF_KAFKA_BROKERS", func(c *Config, v string) { c.Kafka.Brokers = splitList(v) }},
+	{"TARIFF_KAFKA_GROUP_ID", func(c *Config, v string) { c.Kafka.GroupID = v }},
+	{"TARIFF_CLICKHOUSE_ADDR", func(c *Config, v string) { c.ClickHouse.Addr = v }},
+	{"TARIFF_CLICKHOUSE_DATABASE", func(c *Config, v string) { c.ClickHouse.Database = v }},
+	{"TARIFF_CLICKHOUSE_USERNAME", func(c *Config, v string) { c.ClickHouse.Username = v }},
+	{"TARIFF_CLICKHOUSE_PASSWORD", func(c *Config, v string) { c.ClickHouse.Password = v }},
+	{"TARIFF_CLICKHOUSE_ENABLED", func(c *Config, v string) { c.ClickHouse.Enabled = v }},
+	{"TARIFF_STATE_DIR", func(c *Config, v string) { c.State.Dir = v }},
+	{"TARIFF_PRICES_FILE", func(c *Config, v string) { c.Prices.File = v }},
+	{"TARIFF_MARKUP", func(c *Config, v string) { c.Prices.Markup = v }},
+	{"TARIFF_LOG_LEVEL", func(c *Config, v string) { c.Log.Level = v }},
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// LoadConfig reads path (none: the embedded default), applies environment
+// overrides and defaults, and validates. Unknown YAML fields are errors, so
+// a misspelt setting is never silently ignored.
+func LoadConfig(path string) (*Config, error) {
+	var c Config
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, errEOF(err)) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	for _, o := range envOverrides {
+		if v, ok := os.LookupEnv(o.name); ok {
+			o.set(&c, v)
+		}
+	}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		if path == "" {
+			path = "(defaults and environment)"
+		}
+		return nil, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	return &c, nil
+}
+
+// errEOF returns err itself when it is the empty-document EOF, so an empty
+// config file means "all defaults".
+func errEOF(err error) error {
+	if err != nil && err.Error() == "EOF" {
+		return err
+	}
+	return nil
+}

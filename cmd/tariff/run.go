@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tariff-dev/tariff/pipeline"
+	"github.com/tariff-dev/tariff/schemas"
+	"github.com/tariff-dev/tariff/sinks"
+	"github.com/tariff-dev/tariff/sources"
+)
+
+func cmdRun(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("run", `Consume usage from Kafka, rate it and write the rated lines to ClickHouse.
+
+With no --config and no TARIFF_KAFKA_BROKERS, everything runs in this process:
+an embedded Kafka-protocol broker on 127.0.0.1:9092 (for trying tariff; not
+durable), state under ./tariff-data, and rated usage in ClickHouse when one
+answers on 127.0.0.1:9000, else in ./tariff-data/rated.jsonl.`, "", stderr)
+	configPath := fs.String("config", "", "YAML configuration file (see config.example.yaml); none means the embedded default")
+	logLevel := fs.String("log-level", "", "log level: trace, debug, info, warn or error (overrides log.level)")
+	demo := fs.Bool("demo", false, "also publish realistic synthetic usage (same as 'tariff demo')")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := LoadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	if *logLevel != "" {
+		cfg.Log.Level = *logLevel
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signalContext(stderr)
+	defer stop()
+	return runTariff(ctx, cfg, runOptions{demo: *demo, stdout: stdout, stderr: stderr})
+}
+
+func cmdDemo(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demo", `Run the embedded default and publish realistic synthetic usage to it, so
+that rated usage shows within seconds. Stop with Ctrl-C.`, "", stderr)
+	rate := fs.Int("rate", 5, "synthetic events per second")
+	markup := fs.String("markup", "30", "markup in percent over provider cost")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := LoadConfig("")
+	if err != nil {
+		return err
+	}
+	if _, err := parseMarkup(*markup); err != nil {
+		return fmt.Errorf("--markup: %w", err)
+	}
+	cfg.Prices.Markup = *markup
+	ctx, stop := signalContext(stderr)
+	defer stop()
+	return runTariff(ctx, cfg, runOptions{demo: true, demoRate: *rate, stdout: stdout, stderr: stderr})
+}
+
+// signalContext ends the returned context at the first SIGINT or SIGTERM,
+// so that tariff drains and stops in order; a second signal exits at once,
+// which is safe too (a batch is committed only once durable).
+func signalContext(stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ch
+		fmt.Fprintln(stderr, "stopping: finishing the batch in hand (signal again to exit at once)")
+		cancel()
+		<-ch
+		fmt.Fprintln(stderr, "exiting at once")
+		os.Exit(130)
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+type runOptions struct {
+	demo     bool
+	demoRate int
+	stdout   io.Writer
+	stderr   io.Writer
+	// ready, when set, receives the bootstrap address once consuming starts.
+	ready func(brokers []string, sink string)
+}
+
+func newLogger(cfg LogConfig, w io.Writer) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(cfg.Level)
+	if err != nil {
+		lvl = zerolog.InfoLevel
+	}
+	out := w
+	if cfg.Format == "console" || (cfg.Format == "" && isTerminal(w)) {
+		out = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05"}
+	}
+	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// runTariff builds the components, runs them until ctx ends, and closes them
+// in order: stop fetching, finish the batch in hand, close the reader, then
+// the sinks, the state store and the embedded broker.
+func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
+	log := newLogger(cfg.Log, opt.stderr)
+	var closers []namedCloser
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			c := closers[i]
+			t := time.Now()
+			if err := c.close(); err != nil {
+				log.Warn().Err(err).Str("part", c.name).Msg("close failed")
+			}
+			log.Debug().Str("part", c.name).Dur("took", time.Since(t)).Msg("closed")
+		}
+	}()
+
+	brokers := cfg.Kafka.Brokers
+	if cfg.embedded() {
+		topics := append(inputTopics(cfg), cfg.Kafka.DeadLetterTopic)
+		b, err := sources.StartEmbedded(cfg.Embedded, topics...)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, namedCloser{"embedded broker", func() error { b.Close(); return nil }})
+		brokers = []string{b.Addr()}
+	}
+
+	store, err := pipeline.OpenStore(cfg.State, log)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, namedCloser{"state store", store.Close})
+
+	rater, priceInfo, err := buildRater(cfg)
+	if err != nil {
+		return err
+	}
+
+	sink, sinkDesc, err := buildSink(ctx, cfg, log, opt.stdout)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, namedCloser{"sinks", sink.Close})
+
+	dlq, err := sinks.NewDeadLetterWriter(brokers, cfg.Kafka.DeadLetterTopic)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, namedCloser{"dead-letter writer", dlq.Close})
+
+	kc := cfg.Kafka.Config
+	kc.Brokers = brokers
+	src, err := sources.New(kc, log)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, namedCloser{"kafka reader", src.Close})
+
+	decoders, err := buildDecoders(cfg)
+	if err != nil {
+		return err
+	}
+	p := pipeline.New(cfg.Pipeline, src, decoders, rater, sink, dlq, store, log)
+
+	printBanner(opt.stdout, cfg, brokers, sinkDesc, priceInfo)
+	if opt.ready != nil {
+		opt.ready(brokers, sinkDesc)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return p.Run(gctx) })
+	if opt.demo {
+		g.Go(func() error { return runDemo(gctx, brokers, opt.demoRate, log) })
+	}
+	g.Go(func() error { return reportProgress(gctx, p, log) })
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	log.Info().Int64("rated", p.Stats.Rated.Load()).Int64("duplicates", p.Stats.Duplicates.Load()).
+		Int64("dead_lettered", p.Stats.DeadLettered.Load()).Msg("stopped")
+	return err
+}
+
+type namedCloser struct {
+	name  string
+	close func() error
+}
+
+func inputTopics(cfg *Config) []string {
+	out := make([]string, 0, len(cfg.Kafka.Topics))
+	for t := range cfg.Kafka.Topics {
+		out = append(out, t)
+	}
+	return out
+}
+
+func buildDecoders(cfg *Config) (map[string]schemas.Decoder, error) {
+	out := make(map[string]schemas.Decoder)
+	for _, format := range cfg.Kafka.Topics {
+		if _, ok := out[format]; ok {
+			continue
+		}
+		d, err := schemas.DecoderFor(format, schemas.DecodeOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("decoder for %q: %w", format, err)
+		}
+		out[format] = d
+	}
+	return out, nil
+}
+
+// buildSink picks ClickHouse (migrating its tables) or the local file, and
+// adds the console in the embedded default.
+func buildSink(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io.Writer) (sinks.Sink, string, error) {
+	var multi sinks.Multi
+	var desc string
+	if cfg.ClickHouse.Enabled != "false" {
+		err := sinks.Migrate(ctx, cfg.ClickHouse.ClickHouseConfig, log)
+		var ch *sinks.ClickHouse
+		if err == nil {
+			ch, err = sinks.NewClickHouse(ctx, cfg.ClickHouse.ClickHouseConfig, log)
+		}
+		switch {
+		case err == nil:
+			multi = append(multi, ch)
+			desc = fmt.Sprintf("ClickHouse %s, table %s.rated_lines", cfg.ClickHouse.Addr, cfg.ClickHouse.Database)
+		case cfg.ClickHouse.Enabled == "true":
+			return nil, "", err
+		default:
+			log.Info().Str("addr", cfg.ClickHouse.Addr).Msg("no ClickHouse answers there; writing rated usage to the local file instead")
+			log.Debug().Err(err).Msg("clickhouse unavailable")
+		}
+	}
+	if desc == "" {
+		f, err := sinks.NewFile(cfg.Output.File)
+		if err != nil {
+			return nil, "", err
+		}
+		multi = append(multi, f)
+		desc = fmt.Sprintf("%s (one JSON line per rated event)", f.Path())
+	}
+	if *cfg.Output.Console {
+		multi = append(multi, sinks.NewConsole(stdout, cfg.Output.ConsoleMaxPerSecond))
+	}
+	return multi, desc, nil
+}
+
+func printBanner(w io.Writer, cfg *Config, brokers []string, sinkDesc, priceInfo string) {
+	mode := "configured Kafka"
+	if cfg.embedded() {
+		mode = "embedded default"
+	}
+	fmt.Fprintf(w, "tariff %s is running (%s)\n", version, mode)
+	fmt.Fprintf(w, "  send usage to:  Kafka %s, topic %s (gateway JSON; schemas/README.md)\n", brokers[0], firstTopic(cfg, "gateway"))
+	fmt.Fprintf(w, "                  e.g.  tariff send --brokers %s schemas/examples/gateway_event.json\n", brokers[0])
+	fmt.Fprintf(w, "  rated usage:    %s\n", sinkDesc)
+	fmt.Fprintf(w, "  refused input:  Kafka topic %s, with the reason in its headers\n", cfg.Kafka.DeadLetterTopic)
+	fmt.Fprintf(w, "  prices:         %s\n", priceInfo)
+	fmt.Fprintf(w, "  stop:           Ctrl-C (once: finish and stop cleanly; twice: exit at once)\n")
+	if cfg.embedded() {
+		fmt.Fprintf(w, "  note: the embedded broker is for trying tariff and is NOT durable; point kafka.brokers at a real Kafka to bill.\n")
+	}
+}
+
+func firstTopic(cfg *Config, format string) string {
+	best := ""
+	for t, f := range cfg.Kafka.Topics {
+		if f == format && (best == "" || t < best) {
+			best = t
+		}
+	}
+	if best == "" {
+		for t := range cfg.Kafka.Topics {
+			if best == "" || t < best {
+				best = t
+			}
+		}
+	}
+	return best
+}
+
+// reportProgress logs the counters every 10 seconds when they moved: one
+// line for an operator, never one per record.
+func reportProgress(ctx context.Context, p *pipeline.Pipeline, log zerolog.Logger) error {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	var last int64 = -1
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			n := p.Stats.Messages.Load()
+			if n == last {
+				continue
+			}
+			last = n
+			log.Info().Int64("messages", n).Int64("rated", p.Stats.Rated.Load()).
+				Int64("duplicates", p.Stats.Duplicates.Load()).Int64("dead_lettered", p.Stats.DeadLettered.Load()).
+				Int64("unpriced", p.Stats.Unpriced.Load()).Msg("progress")
+		}
+	}
+}

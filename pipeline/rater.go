@@ -1,0 +1,69 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tariff-dev/tariff/rating"
+	"github.com/tariff-dev/tariff/schemas"
+	"github.com/tariff-dev/tariff/sinks"
+)
+
+// PriceRater rates events with the rating engine against the book held by
+// a BookRef (so a price sync can swap books while the pipeline runs) and
+// fills the sink's row shape. It keeps scratch space: one PriceRater per
+// goroutine.
+type PriceRater struct {
+	rater   *rating.Rater
+	terms   rating.Terms
+	scratch rating.Rated
+}
+
+// NewPriceRater rates against ref with terms (the markup layers; per
+// customer rate cards come with the balance stage).
+func NewPriceRater(ref *rating.BookRef, terms rating.Terms) *PriceRater {
+	return &PriceRater{rater: rating.NewRater(ref), terms: terms}
+}
+
+// Rate implements Rater. A missing price (unknown model, a unit the model
+// has no price for, no price version at the event time) is wrapped in
+// ErrUnpriced, so the event is dead-lettered for re-rating, never billed
+// as zero.
+func (r *PriceRater) Rate(ev *schemas.UsageEvent, out *sinks.RatedEvent) error {
+	if err := r.rater.Rate(ev, &r.terms, &r.scratch); err != nil {
+		if errors.Is(err, rating.ErrUnknownModel) || errors.Is(err, rating.ErrUnpriced) || errors.Is(err, rating.ErrNoPriceVersion) {
+			return fmt.Errorf("%w: %w", ErrUnpriced, err)
+		}
+		return err
+	}
+	if r.scratch.Charge.Cmp(maxStoredCharge) >= 0 || r.scratch.Cost.Cmp(maxStoredCharge) >= 0 {
+		return fmt.Errorf("event %q: cost %s or charge %s is not below %s USD, the largest amount stored per event", ev.ID, r.scratch.Cost, r.scratch.Charge, maxStoredCharge)
+	}
+	FillRated(out, ev, &r.scratch)
+	return nil
+}
+
+// maxStoredCharge bounds one event's cost and charge: ClickHouse keeps
+// charges as Decimal(38, 28), which holds less than 10^10. No real request
+// comes near it; an event that does is refused with its reason rather than
+// stored wrong.
+var maxStoredCharge = rating.MustAmount("10000000000")
+
+// FillRated copies a rating result into the sink's row shape, reusing
+// out.Lines. Amounts convert to decimals exactly.
+func FillRated(out *sinks.RatedEvent, ev *schemas.UsageEvent, r *rating.Rated) {
+	out.Event = *ev
+	out.PriceKey = r.PriceKey
+	out.PriceVersion = r.PriceVersion
+	out.RateCardID = r.CardID
+	out.RateCardVersion = uint32(r.CardVersion)
+	out.Cost = r.Cost.Decimal()
+	out.Charge = r.Charge.Decimal()
+	out.Lines = out.Lines[:0]
+	for _, l := range r.Lines() {
+		out.Lines = append(out.Lines, sinks.Line{
+			Unit: l.Unit, Quantity: l.Quantity,
+			UnitPrice: l.UnitPrice.Decimal(), Cost: l.Cost.Decimal(), Charge: l.Charge.Decimal(),
+		})
+	}
+}
