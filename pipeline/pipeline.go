@@ -1,10 +1,12 @@
-// Package pipeline runs the stream: fetch a batch from Kafka, decode,
-// validate, deduplicate, rate, write to the sinks, record state and offsets
-// in Badger, and only then commit the offsets to Kafka.
+// Package pipeline runs the stream: for each owned partition, fetch a batch
+// from Kafka, decode, validate, deduplicate, rate, write to the sinks,
+// record the state in the changelog topic and Badger, and only then commit
+// the offsets to Kafka.
 package pipeline
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -20,16 +22,14 @@ import (
 )
 
 // Rater rates one validated event into out, reusing out's storage. It must
-// be safe to call from the pipeline goroutine while prices are swapped.
+// be safe to call while prices are swapped. One Rater per goroutine.
 type Rater interface {
 	Rate(ev *schemas.UsageEvent, out *sinks.RatedEvent) error
 }
 
-// Source is what the pipeline needs of the Kafka consumer.
-type Source interface {
+// Fetcher hands out batches of one partition number across input topics.
+type Fetcher interface {
 	Fetch(ctx context.Context, b *sources.Batch) error
-	Commit(ctx context.Context, b *sources.Batch) error
-	Format(topic string) string
 }
 
 // DeadLetters stores refused messages durably.
@@ -37,23 +37,31 @@ type DeadLetters interface {
 	Write(ctx context.Context, recs []sinks.DeadLetter) error
 }
 
+// StateLog is where a batch's state mutations go before Badger, so another
+// instance can rebuild the partition (see Changelog). Append returns the
+// record's offset.
+type StateLog interface {
+	Append(ctx context.Context, partition int, record []byte) (int64, error)
+}
+
 // Stats are the pipeline's running counters, safe to read concurrently.
 type Stats struct {
 	Batches      atomic.Int64
 	Messages     atomic.Int64 // input messages processed (not counting skipped)
-	Redelivered  atomic.Int64 // messages skipped because their batch was already applied
+	Redelivered  atomic.Int64 // messages skipped because they were already applied
 	Events       atomic.Int64 // events decoded
 	Rated        atomic.Int64 // events rated and written
 	Duplicates   atomic.Int64 // events ignored as already seen
 	DeadLettered atomic.Int64 // messages sent to the dead-letter topic
 	Unpriced     atomic.Int64 // messages dead-lettered because a model or unit has no price
-	SinkRetries  atomic.Int64
+	KeyMismatch  atomic.Int64 // messages whose Kafka key is not their events' customer id
+	Retries      atomic.Int64 // failed writes retried
 }
 
 // Config tunes the pipeline.
 type Config struct {
-	// RetryMin and RetryMax bound the backoff when a sink or the state
-	// store fails. Defaults 200ms and 30s.
+	// RetryMin and RetryMax bound the backoff when a sink, the changelog or
+	// the state store fails. Defaults 200ms and 30s.
 	RetryMin time.Duration `yaml:"retry_min"`
 	RetryMax time.Duration `yaml:"retry_max"`
 }
@@ -67,52 +75,78 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Pipeline is one consumer's processing loop.
-type Pipeline struct {
-	cfg      Config
-	src      Source
-	decoders map[string]schemas.Decoder // by format
-	rater    Rater
-	sink     sinks.Sink
-	dlq      DeadLetters
-	store    *Store
-	log      zerolog.Logger
-	now      func() time.Time
+// Deps are the parts a partition processor works with. Sinks, the
+// dead-letter writer, the state log and the store are shared by all
+// partitions and safe for concurrent use; Rater is per processor.
+type Deps struct {
+	Formats  map[string]string          // input topic -> decoder format
+	Decoders map[string]schemas.Decoder // format -> decoder
+	Sink     sinks.Sink
+	DLQ      DeadLetters
+	Log      StateLog
+	Store    *Store
+	Stats    *Stats
+	Logger   zerolog.Logger
+	Now      func() time.Time
+}
 
-	Stats Stats
+// Processor applies the batches of one partition number. It is driven by
+// one goroutine.
+type Processor struct {
+	cfg       Config
+	partition int
+	gen       int32
+	deps      Deps
+	rater     Rater
+	commit    func(next map[string]int64) error
+	log       zerolog.Logger
+
+	// offsets holds, per topic, the next offset to apply, as stored.
+	offsets map[string]int64
 
 	// Per-batch scratch, reused across batches (reset, not reallocated).
 	batch   sources.Batch
 	events  []schemas.UsageEvent
 	out     sinks.Batch
 	dead    []sinks.DeadLetter
-	applied Applied
+	muts    []Mutation
+	next    map[string]int64
 	inBatch map[[2]string]struct{}
-	offsets map[TopicPartition]int64 // next offset to apply, as stored
+	keys    [][2]string // idempotency keys of the message in hand
 	key     []byte
+	record  []byte
+	stamp   [8]byte
 }
 
-// New builds a pipeline. decoders maps each topic format to its decoder.
-func New(cfg Config, src Source, decoders map[string]schemas.Decoder, rater Rater, sink sinks.Sink, dlq DeadLetters, store *Store, log zerolog.Logger) *Pipeline {
+// NewProcessor builds the processor of partition in generation gen,
+// resuming at offsets (per topic, the next offset to apply). commit
+// commits Kafka offsets after a batch is durable; its failure is logged,
+// not fatal.
+func NewProcessor(cfg Config, partition int, gen int32, offsets map[string]int64, rater Rater, deps Deps, commit func(map[string]int64) error) *Processor {
 	cfg.setDefaults()
-	return &Pipeline{
-		cfg: cfg, src: src, decoders: decoders, rater: rater, sink: sink, dlq: dlq, store: store,
-		log:     log.With().Str("component", "pipeline").Logger(),
-		now:     time.Now,
-		applied: Applied{Offsets: make(map[TopicPartition]int64)},
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.Stats == nil {
+		deps.Stats = &Stats{}
+	}
+	return &Processor{
+		cfg: cfg, partition: partition, gen: gen, deps: deps, rater: rater, commit: commit,
+		log:     deps.Logger.With().Str("component", "pipeline").Int("partition", partition).Logger(),
+		offsets: offsets,
+		next:    make(map[string]int64),
 		inBatch: make(map[[2]string]struct{}),
-		offsets: make(map[TopicPartition]int64),
 	}
 }
 
-// Run processes batches until ctx ends. On ctx's end it finishes the batch
-// in hand (write, store, commit) before returning, so a graceful stop
-// leaves nothing half done; a crash at any point is safe too, because a
-// batch is committed to Kafka only after its results are durable and the
-// store recognizes a batch it already applied.
-func (p *Pipeline) Run(ctx context.Context) error {
+// Run processes batches from src until ctx ends. When ctx ends it finishes
+// the batch in hand (write, store, commit) before returning, unless a
+// write keeps failing, in which case it gives up uncommitted: the batch is
+// applied again by whoever owns the partition next. Either way nothing is
+// lost or counted twice.
+func (p *Processor) Run(ctx context.Context, src Fetcher) error {
 	for {
-		if err := p.src.Fetch(ctx, &p.batch); err != nil {
+		if err := src.Fetch(ctx, &p.batch); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -122,91 +156,99 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		// The batch in hand is finished even when ctx ends now: its work is
-		// already fetched, and finishing it keeps shutdown fast on restart.
 		if err := p.process(context.WithoutCancel(ctx), ctx); err != nil {
+			if ctx.Err() != nil {
+				p.log.Info().Err(err).Msg("stopped with a batch not applied; it will be applied by the next owner")
+				return nil
+			}
 			return err
 		}
 	}
 }
 
-// process handles p.batch. work is the context for I/O that must finish;
-// stop tells retries to give up (the batch is then redelivered later).
-func (p *Pipeline) process(work, stop context.Context) error {
-	started := p.now()
+// process applies p.batch. work is the context for I/O that must finish;
+// stop tells retries to give up.
+func (p *Processor) process(work, stop context.Context) error {
+	started := p.deps.Now()
 	p.out.Events = p.out.Events[:0]
 	p.dead = p.dead[:0]
-	p.applied.Reset()
+	clear(p.muts)
+	p.muts = p.muts[:0]
+	clear(p.next)
 	clear(p.inBatch)
+	binary.BigEndian.PutUint64(p.stamp[:], uint64(started.UnixMilli()))
 
-	txn := p.store.DB().NewTransaction(false)
+	txn := p.deps.Store.DB().NewTransaction(false)
 	defer txn.Discard()
 
 	for i := range p.batch.Messages {
 		m := &p.batch.Messages[i]
-		tp := TopicPartition{m.Topic, m.Partition}
-		next, err := p.nextOffset(tp)
-		if err != nil {
-			return err
+		if m.Partition != p.partition {
+			return fmt.Errorf("BUG: partition %d processor got a message of %s/%d", p.partition, m.Topic, m.Partition)
 		}
-		if m.Offset < next {
+		if next, ok := p.offsets[m.Topic]; ok && m.Offset < next {
 			// Applied by an earlier run whose Kafka commit did not happen.
-			p.Stats.Redelivered.Add(1)
+			p.deps.Stats.Redelivered.Add(1)
 			continue
 		}
-		if m.Offset+1 > p.applied.Offsets[tp] {
-			p.applied.Offsets[tp] = m.Offset + 1
+		if m.Offset+1 > p.next[m.Topic] {
+			p.next[m.Topic] = m.Offset + 1
 		}
-		p.Stats.Messages.Add(1)
-		if err := p.handle(txn, m); err != nil {
+		p.deps.Stats.Messages.Add(1)
+		if err := p.handle(txn, m, started); err != nil {
 			return err
 		}
+	}
+	if len(p.next) == 0 {
+		return nil // everything was already applied
+	}
+	for topic, next := range p.next {
+		p.muts = append(p.muts, Mutation{Key: offsetKey(p.partition, topic), Value: binary.BigEndian.AppendUint64(nil, uint64(next))})
 	}
 
-	if err := p.retry(stop, "write rated batch", func() error { return p.sink.WriteBatch(work, &p.out) }); err != nil {
+	// Fixed order: durable writes, then the changelog, then Badger, then
+	// the Kafka commit. A crash between any two steps redelivers the batch;
+	// the sinks collapse repeated rows, and the changelog or Badger, once
+	// written, make the batch recognized as applied.
+	if err := p.retry(stop, "write rated batch", func() error { return p.deps.Sink.WriteBatch(work, &p.out) }); err != nil {
 		return err
 	}
-	if err := p.retry(stop, "write dead letters", func() error { return p.dlq.Write(work, p.dead) }); err != nil {
+	if err := p.retry(stop, "write dead letters", func() error { return p.deps.DLQ.Write(work, p.dead) }); err != nil {
 		return err
 	}
-	if len(p.applied.Offsets) > 0 {
-		if err := p.retry(stop, "commit state", func() error { return p.store.Commit(&p.applied) }); err != nil {
-			return err
-		}
-		for tp, next := range p.applied.Offsets {
-			p.offsets[tp] = next
-		}
+	p.record = encodeRecord(p.record, p.gen, p.muts)
+	var at int64
+	if err := p.retry(stop, "append to changelog", func() (err error) {
+		at, err = p.deps.Log.Append(work, p.partition, p.record)
+		return err
+	}); err != nil {
+		return err
+	}
+	pos := ChangelogPos{Next: at + 1, Generation: p.gen}
+	if err := p.retry(stop, "commit state", func() error { return p.deps.Store.Apply(p.partition, p.muts, pos) }); err != nil {
+		return err
+	}
+	for t, n := range p.next {
+		p.offsets[t] = n
 	}
 	// From here the batch is durable; a failed Kafka commit only means the
 	// batch is redelivered and skipped by offset.
-	if err := p.src.Commit(work, &p.batch); err != nil {
-		p.log.Warn().Err(err).Int("messages", len(p.batch.Messages)).Msg("kafka offset commit failed; the batch will be redelivered and skipped")
+	if err := p.commit(p.next); err != nil {
+		p.log.Debug().Err(err).Msg("kafka offset commit failed; the stored offsets cover it")
 	}
-	p.Stats.Batches.Add(1)
+	p.deps.Stats.Batches.Add(1)
 	p.log.Debug().Int("messages", len(p.batch.Messages)).Int("rated", len(p.out.Events)).
-		Int("dead", len(p.dead)).Dur("took", p.now().Sub(started)).Msg("batch done")
+		Int("dead", len(p.dead)).Dur("took", p.deps.Now().Sub(started)).Msg("batch done")
 	return nil
-}
-
-func (p *Pipeline) nextOffset(tp TopicPartition) (int64, error) {
-	if n, ok := p.offsets[tp]; ok {
-		return n, nil
-	}
-	n, err := p.store.NextOffset(tp.Topic, tp.Partition)
-	if err != nil {
-		return 0, err
-	}
-	p.offsets[tp] = n
-	return n, nil
 }
 
 // handle decodes, validates, deduplicates and rates one message. A message
 // is applied whole or not at all: if any of its events is refused, the
 // whole message goes to the dead-letter topic, so that replaying the fixed
 // message cannot bill part of it twice.
-func (p *Pipeline) handle(txn *badger.Txn, m *kafka.Message) error {
-	format := p.src.Format(m.Topic)
-	dec := p.decoders[format]
+func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) error {
+	format := p.deps.Formats[m.Topic]
+	dec := p.deps.Decoders[format]
 	if dec == nil {
 		return fmt.Errorf("BUG: no decoder for format %q of topic %s", format, m.Topic)
 	}
@@ -216,52 +258,84 @@ func (p *Pipeline) handle(txn *badger.Txn, m *kafka.Message) error {
 		p.deadLetter(m, dec.Name(), err.Error())
 		return nil
 	}
-	p.Stats.Events.Add(int64(len(p.events)))
-	now := p.now()
+	p.deps.Stats.Events.Add(int64(len(p.events)))
+	window := p.deps.Store.Window()
 	for i := range p.events {
-		p.events[i].Source = sourceOf(p.events[i].Source, format)
-		if err := p.events[i].Validate(now); err != nil {
+		ev := &p.events[i]
+		if ev.Source == "" {
+			ev.Source = schemas.Source(format)
+		}
+		if err := ev.Validate(now); err != nil {
 			p.deadLetter(m, "validate", eventReason(i, len(p.events), err))
 			return nil
 		}
+		if age := now.Sub(ev.Time); age > window {
+			p.deadLetter(m, "validate", eventReason(i, len(p.events), fmt.Errorf(
+				"time: %s is older than the %s deduplication window: it can no longer be told apart from a duplicate; re-rate it with tariff replay",
+				ev.Time.UTC().Format(time.RFC3339), window)))
+			return nil
+		}
+		if len(m.Key) > 0 && string(m.Key) != ev.CustomerID {
+			// The producer keyed the message by something else than the
+			// customer id, so this customer's usage may also arrive on other
+			// partitions, where it is deduplicated separately.
+			p.deps.Stats.KeyMismatch.Add(1)
+		}
 	}
-	// Deduplicate and rate into the tail of p.out; roll back on refusal.
-	mark := len(p.out.Events)
-	var keys [][2]string
+	// Deduplicate and rate into the tail of p.out; on refusal roll back
+	// what this message added, so nothing of it counts as applied.
+	mark, mutMark := len(p.out.Events), len(p.muts)
+	p.keys = p.keys[:0]
 	for i := range p.events {
 		ev := &p.events[i]
 		k := [2]string{ev.CustomerID, ev.ID}
-		if _, dup := p.inBatch[k]; dup {
-			p.Stats.Duplicates.Add(1)
+		if _, dup := p.inBatch[k]; dup || containsKey(p.keys, k) {
+			p.deps.Stats.Duplicates.Add(1)
 			continue
 		}
-		seen, key, err := p.store.Seen(txn, p.key, ev.CustomerID, ev.ID)
+		seen, key, err := p.deps.Store.Seen(txn, p.key, p.partition, ev.CustomerID, ev.ID)
 		p.key = key
 		if err != nil {
 			return err
 		}
 		if seen {
-			p.Stats.Duplicates.Add(1)
+			p.deps.Stats.Duplicates.Add(1)
 			continue
 		}
 		out := p.nextOut()
 		if err := p.rater.Rate(ev, out); err != nil {
 			p.out.Events = p.out.Events[:mark]
+			clear(p.muts[mutMark:])
+			p.muts = p.muts[:mutMark]
 			if errors.Is(err, ErrUnpriced) {
-				p.Stats.Unpriced.Add(1)
+				p.deps.Stats.Unpriced.Add(1)
 			}
 			p.deadLetter(m, "rate", eventReason(i, len(p.events), err))
 			return nil
 		}
 		out.Topic, out.Partition, out.Offset, out.RatedAt = m.Topic, m.Partition, m.Offset, now
-		keys = append(keys, k)
+		p.keys = append(p.keys, k)
+		p.muts = append(p.muts, Mutation{
+			Key:       dedupKey(nil, p.partition, ev.CustomerID, ev.ID),
+			Value:     p.stamp[:],
+			ExpiresAt: uint64(ev.Time.Add(window).Unix()),
+		})
 	}
-	for _, k := range keys {
+	for _, k := range p.keys {
 		p.inBatch[k] = struct{}{}
-		p.applied.Keys = append(p.applied.Keys, k)
 	}
-	p.Stats.Rated.Add(int64(len(keys)))
+	rated := int64(len(p.keys))
+	p.deps.Stats.Rated.Add(rated)
 	return nil
+}
+
+func containsKey(keys [][2]string, k [2]string) bool {
+	for _, x := range keys {
+		if x == k {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrUnpriced marks a rating error caused by a missing price (unknown model
@@ -269,7 +343,7 @@ func (p *Pipeline) handle(txn *badger.Txn, m *kafka.Message) error {
 var ErrUnpriced = errors.New("unpriced")
 
 // nextOut returns the next RatedEvent slot of p.out, reusing its storage.
-func (p *Pipeline) nextOut() *sinks.RatedEvent {
+func (p *Processor) nextOut() *sinks.RatedEvent {
 	if len(p.out.Events) < cap(p.out.Events) {
 		p.out.Events = p.out.Events[:len(p.out.Events)+1]
 	} else {
@@ -280,13 +354,13 @@ func (p *Pipeline) nextOut() *sinks.RatedEvent {
 	return out
 }
 
-func (p *Pipeline) deadLetter(m *kafka.Message, stage, reason string) {
-	p.Stats.DeadLettered.Add(1)
+func (p *Processor) deadLetter(m *kafka.Message, stage, reason string) {
+	p.deps.Stats.DeadLettered.Add(1)
 	p.dead = append(p.dead, sinks.DeadLetter{
 		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
 		Key: m.Key, Value: m.Value, Decoder: stage, Reason: reason, Time: m.Time,
 	})
-	p.log.Debug().Str("topic", m.Topic).Int("partition", m.Partition).Int64("offset", m.Offset).
+	p.log.Debug().Str("topic", m.Topic).Int64("offset", m.Offset).
 		Str("stage", stage).Str("reason", reason).Msg("dead-lettered")
 }
 
@@ -297,24 +371,17 @@ func eventReason(i, n int, err error) string {
 	return fmt.Sprintf("event %d of %d: %v", i, n, err)
 }
 
-func sourceOf(s schemas.Source, format string) schemas.Source {
-	if s != "" {
-		return s
-	}
-	return schemas.Source(format)
-}
-
 // retry runs fn until it succeeds, backing off from RetryMin to RetryMax.
 // It gives up only when stop ends; the batch is then not committed and is
-// redelivered after restart.
-func (p *Pipeline) retry(stop context.Context, what string, fn func() error) error {
+// applied again later.
+func (p *Processor) retry(stop context.Context, what string, fn func() error) error {
 	backoff := p.cfg.RetryMin
 	for attempt := 1; ; attempt++ {
 		err := fn()
 		if err == nil {
 			return nil
 		}
-		p.Stats.SinkRetries.Add(1)
+		p.deps.Stats.Retries.Add(1)
 		p.log.Warn().Err(err).Int("attempt", attempt).Dur("backoff", backoff).Msg(what + " failed; retrying")
 		if !sleepCtx(stop, backoff) {
 			return fmt.Errorf("%s: gave up at shutdown: %w", what, err)

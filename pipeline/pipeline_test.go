@@ -37,14 +37,15 @@ func (s *fakeSource) Fetch(ctx context.Context, b *sources.Batch) error {
 	return nil
 }
 
-func (s *fakeSource) Commit(_ context.Context, b *sources.Batch) error {
-	for _, m := range b.Messages {
-		s.committed = append(s.committed, m.Offset)
-	}
-	return nil
-}
+// memLog is an in-memory changelog partition.
+type memLog struct{ records [][]byte }
 
-func (s *fakeSource) Format(string) string { return "csv" }
+func (l *memLog) len() int { return len(l.records) }
+
+func (l *memLog) Append(_ context.Context, _ int, rec []byte) (int64, error) {
+	l.records = append(l.records, append([]byte(nil), rec...))
+	return int64(len(l.records) - 1), nil
+}
 
 // csvDecoder reads "id,customer,model,input;id,customer,model,input" —
 // several events per message — to exercise the pipeline without the real
@@ -116,8 +117,10 @@ type harness struct {
 	src   *fakeSource
 	sink  *memSink
 	dlq   *memDLQ
+	log   *memLog
 	store *Store
-	p     *Pipeline
+	stats *Stats
+	p     *Processor
 }
 
 func newHarness(t *testing.T, dir string, batches ...[]kafka.Message) *harness {
@@ -127,9 +130,22 @@ func newHarness(t *testing.T, dir string, batches ...[]kafka.Message) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	h := &harness{src: &fakeSource{batches: batches}, sink: &memSink{}, dlq: &memDLQ{}, store: store}
-	h.p = New(Config{RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond}, h.src,
-		map[string]schemas.Decoder{"csv": csvDecoder{}}, fakeRater{}, h.sink, h.dlq, store, zerolog.Nop())
+	h := &harness{src: &fakeSource{batches: batches}, sink: &memSink{}, dlq: &memDLQ{}, log: &memLog{}, store: store, stats: &Stats{}}
+	offsets, err := store.NextOffsets(0, []string{"usage"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := Deps{
+		Formats:  map[string]string{"usage": "csv", "partner": "csv"},
+		Decoders: map[string]schemas.Decoder{"csv": csvDecoder{}},
+		Sink:     h.sink, DLQ: h.dlq, Log: h.log, Store: store, Stats: h.stats, Logger: zerolog.Nop(),
+		Now: func() time.Time { return time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC) },
+	}
+	h.p = NewProcessor(Config{RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond}, 0, 1, offsets, fakeRater{}, deps,
+		func(next map[string]int64) error {
+			h.src.committed = append(h.src.committed, next["usage"])
+			return nil
+		})
 	return h
 }
 
@@ -137,15 +153,17 @@ func (h *harness) run(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.src.cancel = cancel
-	if err := h.p.Run(ctx); err != nil {
+	if err := h.p.Run(ctx, h.src); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func msgs(partition int, first int64, values ...string) []kafka.Message {
+func msgs(first int64, values ...string) []kafka.Message { return topicMsgs("usage", first, values...) }
+
+func topicMsgs(topic string, first int64, values ...string) []kafka.Message {
 	out := make([]kafka.Message, len(values))
 	for i, v := range values {
-		out[i] = kafka.Message{Topic: "usage", Partition: partition, Offset: first + int64(i), Value: []byte(v)}
+		out[i] = kafka.Message{Topic: topic, Offset: first + int64(i), Value: []byte(v)}
 	}
 	return out
 }
@@ -157,60 +175,58 @@ func (h *harness) total() (n int, input int64) {
 	return len(h.sink.events), input
 }
 
-func TestDuplicatesAreIgnoredWithinAndAcrossBatches(t *testing.T) {
+func TestDuplicatesAreIgnoredWithinAndAcrossBatchesAndTopics(t *testing.T) {
 	h := newHarness(t, t.TempDir(),
-		msgs(0, 0, "e1,acme,m,100", "e2,acme,m,200;e1,acme,m,100"), // e1 twice in one batch
-		msgs(0, 2, "e2,acme,m,200", "e3,acme,m,300"),               // e2 again, later
-		msgs(1, 0, "e3,acme,m,300", "e1,globex,m,50"),              // e3 via another partition; same id, other customer
+		msgs(0, "e1,acme,m,100", "e2,acme,m,200;e1,acme,m,100"), // e1 twice in one batch
+		msgs(2, "e2,acme,m,200", "e3,acme,m,300"),               // e2 again, later
+		append(topicMsgs("partner", 0, "e3,acme,m,300"), // e3 again through another topic
+			topicMsgs("partner", 1, "e1,globex,m,50")...), // same id, other customer: not a duplicate
 	)
 	h.run(t)
 	n, input := h.total()
 	if n != 4 || input != 650 {
 		t.Fatalf("rated %d events, %d tokens; want 4 events (e1,e2,e3 of acme and e1 of globex), 650 tokens", n, input)
 	}
-	if got := h.p.Stats.Duplicates.Load(); got != 3 {
+	if got := h.stats.Duplicates.Load(); got != 3 {
 		t.Fatalf("duplicates = %d, want 3", got)
 	}
-	if len(h.src.committed) != 6 {
-		t.Fatalf("committed %d offsets, want 6", len(h.src.committed))
+	if len(h.src.committed) != 3 || h.log.len() != 3 {
+		t.Fatalf("committed %d batches with %d changelog records, want 3 and 3", len(h.src.committed), h.log.len())
 	}
 }
 
 // TestRedeliveredBatchIsSkipped simulates a crash after the state commit and
-// before the Kafka commit: the restarted pipeline gets the same messages
+// before the Kafka commit: the restarted processor gets the same messages
 // again and must not write them again.
 func TestRedeliveredBatchIsSkipped(t *testing.T) {
 	dir := t.TempDir()
-	first := msgs(0, 0, "e1,acme,m,100", "e2,acme,m,200")
+	first := msgs(0, "e1,acme,m,100", "e2,acme,m,200")
 	h := newHarness(t, dir, first)
 	h.run(t)
 	h.store.Close()
 
-	h2 := newHarness(t, dir, first, msgs(0, 2, "e3,acme,m,300"))
+	h2 := newHarness(t, dir, first, msgs(2, "e3,acme,m,300"))
 	h2.run(t)
 	n, input := h2.total()
 	if n != 1 || input != 300 {
 		t.Fatalf("after restart rated %d events, %d tokens; want only e3 (1, 300)", n, input)
 	}
-	if got := h2.p.Stats.Redelivered.Load(); got != 2 {
+	if got := h2.stats.Redelivered.Load(); got != 2 {
 		t.Fatalf("redelivered = %d, want 2", got)
 	}
-	if got := h2.p.Stats.Duplicates.Load(); got != 0 {
+	if got := h2.stats.Duplicates.Load(); got != 0 {
 		t.Fatalf("duplicates = %d, want 0 (skipped by offset, not by key)", got)
 	}
 }
 
 // TestCrashBeforeStateCommitRewritesSameRows: the sink has the batch but the
 // state store does not (crash between them). Redelivery rates and writes the
-// same rows again, which the ClickHouse table collapses; the store then
-// records the keys once.
+// same rows again, which the ClickHouse table collapses.
 func TestCrashBeforeStateCommitRewritesSameRows(t *testing.T) {
-	dir := t.TempDir()
-	h := newHarness(t, dir, msgs(0, 0, "e1,acme,m,100"))
+	h := newHarness(t, t.TempDir(), msgs(0, "e1,acme,m,100"))
 	h.run(t)
-	h.store.Close()
 	// A fresh store: the state commit "never happened".
-	h2 := newHarness(t, t.TempDir(), msgs(0, 0, "e1,acme,m,100"))
+	h2 := newHarness(t, t.TempDir(), msgs(0, "e1,acme,m,100"))
 	h2.run(t)
 	if n, _ := h2.total(); n != 1 {
 		t.Fatalf("rated %d, want the same event again (1)", n)
@@ -221,8 +237,73 @@ func TestCrashBeforeStateCommitRewritesSameRows(t *testing.T) {
 	}
 }
 
+// TestChangelogRebuildsState replays the changelog of one instance into a
+// fresh store, as a new owner of the partition does, and checks the new
+// owner skips what was applied and deduplicates against it.
+func TestChangelogRebuildsState(t *testing.T) {
+	h := newHarness(t, t.TempDir(), msgs(0, "e1,acme,m,100", "e2,acme,m,200"))
+	h.run(t)
+
+	fresh, err := OpenStore(StoreConfig{Dir: t.TempDir()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := ChangelogPos{}
+	for off, rec := range h.log.records {
+		pos, err = replayRecord(pos, int64(off), rec, nil, func(gen int32, muts []Mutation) error {
+			return fresh.Apply(0, muts, ChangelogPos{Next: int64(off) + 1, Generation: gen})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh.Close()
+	h2 := newHarness(t, fresh.dir, msgs(0, "e1,acme,m,100", "e2,acme,m,200"), msgs(2, "e2,acme,m,200", "e3,acme,m,300"))
+	h2.run(t)
+	if n, input := h2.total(); n != 1 || input != 300 {
+		t.Fatalf("new owner rated %d events (%d tokens), want only e3", n, input)
+	}
+	if h2.stats.Redelivered.Load() != 2 || h2.stats.Duplicates.Load() != 1 {
+		t.Fatalf("redelivered %d, duplicates %d; want 2 and 1", h2.stats.Redelivered.Load(), h2.stats.Duplicates.Load())
+	}
+}
+
+// TestChangelogFencesOlderGenerations: a record written by an owner of an
+// older generation after a newer owner wrote is ignored on replay.
+func TestChangelogFencesOlderGenerations(t *testing.T) {
+	var applied []int32
+	apply := func(gen int32, _ []Mutation) error { applied = append(applied, gen); return nil }
+	pos := ChangelogPos{}
+	var err error
+	for i, gen := range []int32{3, 3, 5, 4, 5, 6} {
+		rec := encodeRecord(nil, gen, []Mutation{{Key: []byte("k"), Value: []byte{byte(i)}}})
+		if pos, err = replayRecord(pos, int64(i), rec, nil, apply); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(applied) != "[3 3 5 5 6]" || pos.Next != 6 || pos.Generation != 6 {
+		t.Fatalf("applied generations %v, pos %+v; want [3 3 5 5 6] and next 6, generation 6", applied, pos)
+	}
+	if _, err := replayRecord(pos, 6, []byte("garbage"), nil, apply); err == nil {
+		t.Fatal("a malformed record was accepted")
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	muts := []Mutation{{Key: []byte("a"), Value: []byte("1"), ExpiresAt: 42}, {Key: []byte("bb"), Value: nil}}
+	gen, got, err := decodeRecord(encodeRecord(nil, 7, muts), nil)
+	if err != nil || gen != 7 || len(got) != 2 || string(got[1].Key) != "bb" || got[0].ExpiresAt != 42 || string(got[0].Value) != "1" {
+		t.Fatalf("round trip: gen %d muts %+v err %v", gen, got, err)
+	}
+	for n := 0; n < len(encodeRecord(nil, 7, muts)); n++ {
+		if _, _, err := decodeRecord(encodeRecord(nil, 7, muts)[:n], nil); err == nil {
+			t.Fatalf("truncated record of %d bytes accepted", n)
+		}
+	}
+}
+
 func TestSinkFailureRetriesWithoutCommitting(t *testing.T) {
-	h := newHarness(t, t.TempDir(), msgs(0, 0, "e1,acme,m,100"))
+	h := newHarness(t, t.TempDir(), msgs(0, "e1,acme,m,100"))
 	h.sink.failN = 3
 	h.run(t)
 	if h.sink.writes != 4 {
@@ -234,34 +315,33 @@ func TestSinkFailureRetriesWithoutCommitting(t *testing.T) {
 }
 
 func TestShutdownDuringOutageDoesNotCommit(t *testing.T) {
-	h := newHarness(t, t.TempDir(), msgs(0, 0, "e1,acme,m,100"))
+	h := newHarness(t, t.TempDir(), msgs(0, "e1,acme,m,100"))
 	h.sink.failN = 1 << 30
 	ctx, cancel := context.WithCancel(context.Background())
 	h.src.cancel = func() {}
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
-	err := h.p.Run(ctx)
-	if err == nil || !strings.Contains(err.Error(), "gave up at shutdown") {
-		t.Fatalf("err = %v, want a give-up error", err)
+	if err := h.p.Run(ctx, h.src); err != nil {
+		t.Fatalf("a stop during an outage is a clean stop, got %v", err)
 	}
-	if len(h.src.committed) != 0 {
-		t.Fatalf("committed %v during an outage", h.src.committed)
+	if len(h.src.committed) != 0 || h.log.len() != 0 {
+		t.Fatalf("committed %v, %d changelog records during an outage", h.src.committed, h.log.len())
 	}
-	if next, _ := h.store.NextOffset("usage", 0); next != -1 {
-		t.Fatalf("stored offset %d during an outage, want none", next)
+	if next, _ := h.store.NextOffsets(0, []string{"usage"}); len(next) != 0 {
+		t.Fatalf("stored offsets %v during an outage, want none", next)
 	}
 }
 
 func TestRefusedMessagesGoWholeToDeadLetters(t *testing.T) {
-	h := newHarness(t, t.TempDir(), msgs(0, 0,
+	h := newHarness(t, t.TempDir(), msgs(0,
 		"garbage",                          // undecodable
 		"e1,acme,m,100;e2,acme,m,-5",       // second event impossible: whole message refused
 		"e3,acme,m,100;e4,acme,unknown,10", // second event unpriced: whole message refused
 		"e5,,m,1",                          // no customer
-		"e6,acme,m,7",                      // fine
+		"e6,acme,m,7;e3,acme,m,100",        // fine: e3 was not applied with its refused message
 	))
 	h.run(t)
-	if n, input := h.total(); n != 1 || input != 7 {
-		t.Fatalf("rated %d events, %d tokens; want only e6", n, input)
+	if n, input := h.total(); n != 2 || input != 107 {
+		t.Fatalf("rated %d events, %d tokens; want e6 and e3 (2, 107)", n, input)
 	}
 	if len(h.dlq.recs) != 4 {
 		t.Fatalf("dead letters = %d, want 4", len(h.dlq.recs))
@@ -278,19 +358,26 @@ func TestRefusedMessagesGoWholeToDeadLetters(t *testing.T) {
 			t.Errorf("dead letter %d = %s %q (offset %d), want %s containing %q", i, r.Decoder, r.Reason, r.Offset, w.stage, w.reason)
 		}
 	}
-	if got := h.p.Stats.Unpriced.Load(); got != 1 {
+	if got := h.stats.Unpriced.Load(); got != 1 {
 		t.Fatalf("unpriced = %d, want 1", got)
 	}
-	// e1 and e3 were refused with their messages, so they are not marked
-	// seen: the fixed message can be replayed.
+	// e1 was refused with its message, so it is not marked seen: the fixed
+	// message can be replayed.
 	txn := h.store.DB().NewTransaction(false)
 	defer txn.Discard()
-	for _, id := range []string{"e1", "e3"} {
-		if seen, _, _ := h.store.Seen(txn, nil, "acme", id); seen {
-			t.Errorf("%s marked seen although its message was refused", id)
-		}
+	if seen, _, _ := h.store.Seen(txn, nil, 0, "acme", "e1"); seen {
+		t.Error("e1 marked seen although its message was refused")
 	}
-	if len(h.src.committed) != 5 {
-		t.Fatalf("committed %d offsets, want all 5", len(h.src.committed))
+	if next, _ := h.store.NextOffsets(0, []string{"usage"}); next["usage"] != 5 {
+		t.Fatalf("stored next offset %v, want 5: refused messages are committed too", next)
+	}
+}
+
+func TestEventOlderThanDedupWindowIsRefused(t *testing.T) {
+	h := newHarness(t, t.TempDir(), msgs(0, "old,acme,m,100"))
+	h.p.deps.Now = func() time.Time { return time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC) }
+	h.run(t)
+	if n, _ := h.total(); n != 0 || len(h.dlq.recs) != 1 || !strings.Contains(h.dlq.recs[0].Reason, "deduplication window") {
+		t.Fatalf("rated %d, dead letters %+v; want the old event refused naming the window", n, h.dlq.recs)
 	}
 }

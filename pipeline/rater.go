@@ -11,12 +11,10 @@ import (
 
 // PriceRater rates events with the rating engine against the book held by
 // a BookRef (so a price sync can swap books while the pipeline runs) and
-// fills the sink's row shape. It keeps scratch space: one PriceRater per
-// goroutine.
+// fills the sink's row shape. It is safe for concurrent use.
 type PriceRater struct {
-	rater   *rating.Rater
-	terms   rating.Terms
-	scratch rating.Rated
+	rater *rating.Rater
+	terms rating.Terms
 }
 
 // NewPriceRater rates against ref with terms (the markup layers; per
@@ -30,16 +28,17 @@ func NewPriceRater(ref *rating.BookRef, terms rating.Terms) *PriceRater {
 // ErrUnpriced, so the event is dead-lettered for re-rating, never billed
 // as zero.
 func (r *PriceRater) Rate(ev *schemas.UsageEvent, out *sinks.RatedEvent) error {
-	if err := r.rater.Rate(ev, &r.terms, &r.scratch); err != nil {
+	var scratch rating.Rated
+	if err := r.rater.Rate(ev, &r.terms, &scratch); err != nil {
 		if errors.Is(err, rating.ErrUnknownModel) || errors.Is(err, rating.ErrUnpriced) || errors.Is(err, rating.ErrNoPriceVersion) {
 			return fmt.Errorf("%w: %w", ErrUnpriced, err)
 		}
 		return err
 	}
-	if r.scratch.Charge.Cmp(maxStoredCharge) >= 0 || r.scratch.Cost.Cmp(maxStoredCharge) >= 0 {
-		return fmt.Errorf("event %q: cost %s or charge %s is not below %s USD, the largest amount stored per event", ev.ID, r.scratch.Cost, r.scratch.Charge, maxStoredCharge)
+	if scratch.Charge.Cmp(maxStoredCharge) >= 0 || scratch.Cost.Cmp(maxStoredCharge) >= 0 {
+		return fmt.Errorf("event %q: cost %s or charge %s is not below %s USD, the largest amount stored per event", ev.ID, scratch.Cost, scratch.Charge, maxStoredCharge)
 	}
-	FillRated(out, ev, &r.scratch)
+	FillRated(out, ev, &scratch)
 	return nil
 }
 

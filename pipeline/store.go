@@ -15,12 +15,15 @@ type StoreConfig struct {
 	// Dir is the Badger directory. Default "./tariff-data/state".
 	Dir string `yaml:"dir"`
 	// DedupWindow is how long an idempotency key is remembered. Partners
-	// and replays resend old events, so the default is 35 days.
+	// and replays resend old events, so the default is 35 days. An event
+	// older than the window is refused (dead-lettered): tariff could no
+	// longer tell whether it was billed already.
 	DedupWindow time.Duration `yaml:"dedup_window"`
 	// SyncWrites fsyncs every commit. Default true: the Kafka offset is
 	// committed right after the state commit, so a commit that only reached
 	// the page cache could be lost in a power cut while Kafka already moved
-	// on, and the events it deduplicated would be billed again.
+	// on. (The changelog topic would still restore it; fsync keeps a
+	// restart from needing that.)
 	SyncWrites *bool `yaml:"sync_writes"`
 }
 
@@ -50,18 +53,46 @@ func (c *StoreConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Key prefixes. One byte each, so that a prefix scan of one kind never
-// touches another.
+// Key layout. Every key of partition-owned state starts with a one-byte kind
+// and the 4-byte partition number, so that a partition's state can be
+// restored from its changelog without touching another's, and a prefix scan
+// of one kind never reads another.
 const (
-	prefixOffset byte = 'o' // o topic 0x00 partition(4) -> next offset (8)
-	prefixDedup  byte = 'd' // d customer 0x00 event id -> applied-at (8)
+	kindOffset    byte = 'o' // o p(4) topic -> next offset (8)
+	kindDedup     byte = 'd' // d p(4) customer 0x00 event id -> applied-at unix ms (8)
+	kindChangelog byte = 'c' // c p(4) -> next changelog offset (8) + highest generation (4); local only
 )
 
-// Store is the Badger-backed state of the pipeline: the idempotency keys of
-// applied events and, for each input partition, the next offset to apply.
-// Both are written in the same transaction as the state they protect, so a
-// batch redelivered after a crash is recognized and not applied twice.
+func partKey(dst []byte, kind byte, partition int) []byte {
+	dst = append(dst[:0], kind)
+	return binary.BigEndian.AppendUint32(dst, uint32(partition))
+}
+
+func offsetKey(partition int, topic string) []byte {
+	return append(partKey(make([]byte, 0, 5+len(topic)), kindOffset, partition), topic...)
+}
+
+func dedupKey(dst []byte, partition int, customer, id string) []byte {
+	dst = partKey(dst, kindDedup, partition)
+	dst = append(dst, customer...)
+	dst = append(dst, 0)
+	return append(dst, id...)
+}
+
+// Mutation is one key written by a batch. A batch's mutations travel
+// together: to Badger in one transaction and to the changelog topic in one
+// record, so a partition's state can be rebuilt on another instance.
+type Mutation struct {
+	Key       []byte
+	Value     []byte
+	ExpiresAt uint64 // unix seconds; 0 = never
+}
+
+// Store is the Badger-backed state of the pipeline: per partition, the
+// idempotency keys of applied events, the next offset of each input topic,
+// and how far the partition's changelog has been applied here.
 type Store struct {
+	dir    string
 	db     *badger.DB
 	window time.Duration
 	log    zerolog.Logger
@@ -86,61 +117,55 @@ func OpenStore(cfg StoreConfig, log zerolog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state store %s: %w", cfg.Dir, err)
 	}
-	return &Store{db: db, window: cfg.DedupWindow, log: log}, nil
+	return &Store{dir: cfg.Dir, db: db, window: cfg.DedupWindow, log: log}, nil
 }
 
 // DB exposes the Badger handle to stages that keep their own state in it
-// (price versions, balances), so that their writes can share a transaction.
+// (price versions, rate cards).
 func (s *Store) DB() *badger.DB { return s.db }
+
+// Window is the deduplication window.
+func (s *Store) Window() time.Duration { return s.window }
 
 // Close flushes and closes Badger.
 func (s *Store) Close() error { return s.db.Close() }
 
-func offsetKey(topic string, partition int) []byte {
-	k := make([]byte, 0, 1+len(topic)+1+4)
-	k = append(k, prefixOffset)
-	k = append(k, topic...)
-	k = append(k, 0)
-	return binary.BigEndian.AppendUint32(k, uint32(partition))
-}
-
-func dedupKey(dst []byte, customer, id string) []byte {
-	dst = append(dst[:0], prefixDedup)
-	dst = append(dst, customer...)
-	dst = append(dst, 0)
-	return append(dst, id...)
-}
-
-// NextOffset returns the first offset of topic/partition not yet applied,
-// or -1 when nothing of it was applied.
-func (s *Store) NextOffset(topic string, partition int) (int64, error) {
-	next := int64(-1)
+// NextOffsets returns, for each topic with a stored offset in partition,
+// the first offset not yet applied.
+func (s *Store) NextOffsets(partition int, topics []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(topics))
 	err := s.db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(offsetKey(topic, partition))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return it.Value(func(v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("BUG: offset value of %d bytes", len(v))
+		for _, t := range topics {
+			it, err := txn.Get(offsetKey(partition, t))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
 			}
-			next = int64(binary.BigEndian.Uint64(v))
-			return nil
-		})
+			if err != nil {
+				return err
+			}
+			if err := it.Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("BUG: offset value of %d bytes", len(v))
+				}
+				out[t] = int64(binary.BigEndian.Uint64(v))
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("read stored offset of %s/%d: %w", topic, partition, err)
+		return nil, fmt.Errorf("read stored offsets of partition %d: %w", partition, err)
 	}
-	return next, nil
+	return out, nil
 }
 
-// Seen reports whether the event with this idempotency key was applied
-// within the dedup window. key is scratch space, returned for reuse.
-func (s *Store) Seen(txn *badger.Txn, key []byte, customer, id string) (bool, []byte, error) {
-	key = dedupKey(key, customer, id)
+// Seen reports whether the event with this idempotency key was applied in
+// partition within the dedup window. key is scratch space, returned for
+// reuse.
+func (s *Store) Seen(txn *badger.Txn, key []byte, partition int, customer, id string) (bool, []byte, error) {
+	key = dedupKey(key, partition, customer, id)
 	_, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return false, key, nil
@@ -151,38 +176,45 @@ func (s *Store) Seen(txn *badger.Txn, key []byte, customer, id string) (bool, []
 	return true, key, nil
 }
 
-// Applied is what one batch changes in the store.
-type Applied struct {
-	// Keys are the idempotency keys (customer, id) of the events applied.
-	Keys [][2]string
-	// Offsets maps topic/partition to the next offset after the batch.
-	Offsets map[TopicPartition]int64
+// ChangelogPos is how far a partition's changelog has been applied here.
+type ChangelogPos struct {
+	Next       int64 // next changelog offset to read; 0 = from the start
+	Generation int32 // highest group generation applied; older ones are fenced
 }
 
-// TopicPartition names one input partition.
-type TopicPartition struct {
-	Topic     string
-	Partition int
+// ChangelogPos returns the stored position of partition's changelog.
+func (s *Store) ChangelogPos(partition int) (ChangelogPos, error) {
+	var pos ChangelogPos
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(partKey(nil, kindChangelog, partition))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return it.Value(func(v []byte) error {
+			if len(v) != 12 {
+				return fmt.Errorf("BUG: changelog position of %d bytes", len(v))
+			}
+			pos.Next = int64(binary.BigEndian.Uint64(v))
+			pos.Generation = int32(binary.BigEndian.Uint32(v[8:]))
+			return nil
+		})
+	})
+	if err != nil {
+		return pos, fmt.Errorf("read changelog position of partition %d: %w", partition, err)
+	}
+	return pos, nil
 }
 
-// Reset empties a, keeping its storage.
-func (a *Applied) Reset() {
-	clear(a.Keys)
-	a.Keys = a.Keys[:0]
-	clear(a.Offsets)
-}
-
-// Commit records a batch: its idempotency keys and, last, its offsets.
-// Normally this is one transaction. A batch too big for one is split; the
-// keys go first and the offsets in the final transaction, so a crash part
-// way leaves some events marked applied and the offsets unmoved, and the
-// redelivered batch skips exactly those events.
-func (s *Store) Commit(a *Applied) error {
-	now := time.Now()
-	var stamp [8]byte
-	binary.BigEndian.PutUint64(stamp[:], uint64(now.UnixMilli()))
-	expires := uint64(now.Add(s.window).Unix())
-
+// Apply writes a batch's mutations and the partition's new changelog
+// position. Normally this is one transaction. A batch too big for one is
+// split, the position going last: a crash part way leaves the position
+// behind, and the changelog record is applied again (mutations are
+// absolute values, so applying one twice is harmless).
+func (s *Store) Apply(partition int, muts []Mutation, pos ChangelogPos) error {
+	now := uint64(time.Now().Unix())
 	txn := s.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	set := func(e *badger.Entry) error {
@@ -196,21 +228,23 @@ func (s *Store) Commit(a *Applied) error {
 		}
 		return err
 	}
-	for _, k := range a.Keys {
-		e := badger.NewEntry(dedupKey(nil, k[0], k[1]), stamp[:])
-		e.ExpiresAt = expires
+	for _, m := range muts {
+		if m.ExpiresAt != 0 && m.ExpiresAt <= now {
+			continue // restored from an old changelog record and already expired
+		}
+		e := badger.NewEntry(m.Key, m.Value)
+		e.ExpiresAt = m.ExpiresAt
 		if err := set(e); err != nil {
-			return fmt.Errorf("store idempotency keys: %w", err)
+			return fmt.Errorf("store state of partition %d: %w", partition, err)
 		}
 	}
-	for tp, next := range a.Offsets {
-		v := binary.BigEndian.AppendUint64(nil, uint64(next))
-		if err := set(badger.NewEntry(offsetKey(tp.Topic, tp.Partition), v)); err != nil {
-			return fmt.Errorf("store offsets: %w", err)
-		}
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 12), uint64(pos.Next))
+	v = binary.BigEndian.AppendUint32(v, uint32(pos.Generation))
+	if err := set(badger.NewEntry(partKey(nil, kindChangelog, partition), v)); err != nil {
+		return fmt.Errorf("store changelog position of partition %d: %w", partition, err)
 	}
 	if err := txn.Commit(); err != nil {
-		return fmt.Errorf("commit state: %w", err)
+		return fmt.Errorf("commit state of partition %d: %w", partition, err)
 	}
 	return nil
 }

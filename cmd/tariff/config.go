@@ -32,6 +32,10 @@ type KafkaConfig struct {
 	sources.Config `yaml:",inline"`
 	// DeadLetterTopic receives every refused message. Default "tariff.deadletter".
 	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	// ChangelogTopic keeps each partition's state so another instance can
+	// take the partition over. Created with the input topics' partition
+	// count. Default "<group_id>.changelog".
+	ChangelogTopic string `yaml:"changelog_topic"`
 }
 
 // ClickHouseConfig says whether and where rated usage goes to ClickHouse.
@@ -94,6 +98,9 @@ func (c *Config) SetDefaults() {
 		c.Kafka.DeadLetterTopic = TopicDeadLetter
 	}
 	c.Kafka.Config.SetDefaults()
+	if c.Kafka.ChangelogTopic == "" {
+		c.Kafka.ChangelogTopic = c.Kafka.GroupID + ".changelog"
+	}
 	if c.ClickHouse.Enabled == "" {
 		c.ClickHouse.Enabled = "auto"
 	}

@@ -169,17 +169,25 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 
 	kc := cfg.Kafka.Config
 	kc.Brokers = brokers
-	src, err := sources.New(kc, log)
-	if err != nil {
-		return err
-	}
-	closers = append(closers, namedCloser{"kafka reader", src.Close})
-
 	decoders, err := buildDecoders(cfg)
 	if err != nil {
 		return err
 	}
-	p := pipeline.New(cfg.Pipeline, src, decoders, rater, sink, dlq, store, log)
+	partitions, err := sources.PartitionCount(ctx, brokers, kc.TopicNames()...)
+	if err != nil {
+		return err
+	}
+	changelog := pipeline.NewChangelog(brokers, cfg.Kafka.ChangelogTopic)
+	if err := changelog.Ensure(ctx, partitions, store.Window()); err != nil {
+		return err
+	}
+	group, err := sources.NewGroup(ctx, kc, log)
+	if err != nil {
+		return err
+	}
+	runner := pipeline.NewRunner(cfg.Pipeline, kc, group, changelog, pipeline.Deps{
+		Formats: cfg.Kafka.Topics, Decoders: decoders, Sink: sink, DLQ: dlq, Store: store, Logger: log,
+	}, func() pipeline.Rater { return rater })
 
 	printBanner(opt.stdout, cfg, brokers, sinkDesc, priceInfo)
 	if opt.ready != nil {
@@ -187,17 +195,18 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return p.Run(gctx) })
+	g.Go(func() error { return runner.Run(gctx) })
 	if opt.demo {
 		g.Go(func() error { return runDemo(gctx, brokers, opt.demoRate, log) })
 	}
-	g.Go(func() error { return reportProgress(gctx, p, log) })
+	g.Go(func() error { return reportProgress(gctx, runner.Stats(), log) })
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
-	log.Info().Int64("rated", p.Stats.Rated.Load()).Int64("duplicates", p.Stats.Duplicates.Load()).
-		Int64("dead_lettered", p.Stats.DeadLettered.Load()).Msg("stopped")
+	st := runner.Stats()
+	log.Info().Int64("rated", st.Rated.Load()).Int64("duplicates", st.Duplicates.Load()).
+		Int64("dead_lettered", st.DeadLettered.Load()).Msg("stopped")
 	return err
 }
 
@@ -301,7 +310,7 @@ func firstTopic(cfg *Config, format string) string {
 
 // reportProgress logs the counters every 10 seconds when they moved: one
 // line for an operator, never one per record.
-func reportProgress(ctx context.Context, p *pipeline.Pipeline, log zerolog.Logger) error {
+func reportProgress(ctx context.Context, st *pipeline.Stats, log zerolog.Logger) error {
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
 	var last int64 = -1
@@ -310,14 +319,14 @@ func reportProgress(ctx context.Context, p *pipeline.Pipeline, log zerolog.Logge
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			n := p.Stats.Messages.Load()
+			n := st.Messages.Load()
 			if n == last {
 				continue
 			}
 			last = n
-			log.Info().Int64("messages", n).Int64("rated", p.Stats.Rated.Load()).
-				Int64("duplicates", p.Stats.Duplicates.Load()).Int64("dead_lettered", p.Stats.DeadLettered.Load()).
-				Int64("unpriced", p.Stats.Unpriced.Load()).Msg("progress")
+			log.Info().Int64("messages", n).Int64("rated", st.Rated.Load()).
+				Int64("duplicates", st.Duplicates.Load()).Int64("dead_lettered", st.DeadLettered.Load()).
+				Int64("unpriced", st.Unpriced.Load()).Msg("progress")
 		}
 	}
 }
