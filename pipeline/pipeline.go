@@ -103,6 +103,10 @@ type Processor struct {
 
 	// offsets holds, per topic, the next offset to apply, as stored.
 	offsets map[string]int64
+	// seq numbers the partition's applied batches; it versions aggregates.
+	seq       uint64
+	seqLoaded bool
+	agg       *aggregator
 
 	// Per-batch scratch, reused across batches (reset, not reallocated).
 	batch   sources.Batch
@@ -136,6 +140,7 @@ func NewProcessor(cfg Config, partition int, gen int32, offsets map[string]int64
 		offsets: offsets,
 		next:    make(map[string]int64),
 		inBatch: make(map[[2]string]struct{}),
+		agg:     newAggregator(partition, deps.Store.Window()),
 	}
 }
 
@@ -170,7 +175,16 @@ func (p *Processor) Run(ctx context.Context, src Fetcher) error {
 // stop tells retries to give up.
 func (p *Processor) process(work, stop context.Context) error {
 	started := p.deps.Now()
+	if !p.seqLoaded {
+		seq, err := p.deps.Store.Seq(p.partition)
+		if err != nil {
+			return err
+		}
+		p.seq, p.seqLoaded = seq, true
+	}
+	p.agg.reset()
 	p.out.Events = p.out.Events[:0]
+	p.out.Aggregates = p.out.Aggregates[:0]
 	p.dead = p.dead[:0]
 	clear(p.muts)
 	p.muts = p.muts[:0]
@@ -205,6 +219,9 @@ func (p *Processor) process(work, stop context.Context) error {
 	for topic, next := range p.next {
 		p.muts = append(p.muts, Mutation{Key: offsetKey(p.partition, topic), Value: binary.BigEndian.AppendUint64(nil, uint64(next))})
 	}
+	seq := p.seq + 1
+	p.out.Aggregates, p.muts = p.agg.flush(p.out.Aggregates, p.muts, seq)
+	p.muts = append(p.muts, Mutation{Key: seqKey(p.partition), Value: binary.BigEndian.AppendUint64(nil, seq)})
 
 	// Fixed order: durable writes, then the changelog, then Badger, then
 	// the Kafka commit. A crash between any two steps redelivers the batch;
@@ -231,6 +248,7 @@ func (p *Processor) process(work, stop context.Context) error {
 	for t, n := range p.next {
 		p.offsets[t] = n
 	}
+	p.seq = seq
 	// From here the batch is durable; a failed Kafka commit only means the
 	// batch is redelivered and skipped by offset.
 	if err := p.commit(p.next); err != nil {
@@ -323,6 +341,11 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 	}
 	for _, k := range p.keys {
 		p.inBatch[k] = struct{}{}
+	}
+	for i := mark; i < len(p.out.Events); i++ {
+		if err := p.agg.add(txn, &p.out.Events[i]); err != nil {
+			return err
+		}
 	}
 	rated := int64(len(p.keys))
 	p.deps.Stats.Rated.Add(rated)

@@ -49,20 +49,21 @@ func (r *PriceRater) Rate(ev *schemas.UsageEvent, out *sinks.RatedEvent) error {
 var maxStoredCharge = rating.MustAmount("10000000000")
 
 // FillRated copies a rating result into the sink's row shape, reusing
-// out.Lines. Amounts convert to decimals exactly.
+// out.Lines.
 func FillRated(out *sinks.RatedEvent, ev *schemas.UsageEvent, r *rating.Rated) {
 	out.Event = *ev
 	out.PriceKey = r.PriceKey
+	out.Provider = r.Provider
 	out.PriceVersion = r.PriceVersion
 	out.RateCardID = r.CardID
 	out.RateCardVersion = uint32(r.CardVersion)
-	out.Cost = r.Cost.Decimal()
-	out.Charge = r.Charge.Decimal()
+	out.Cost = r.Cost
+	out.Charge = r.Charge
 	out.Lines = out.Lines[:0]
 	for _, l := range r.Lines() {
 		out.Lines = append(out.Lines, sinks.Line{
 			Unit: l.Unit, Quantity: l.Quantity,
-			UnitPrice: l.UnitPrice.Decimal(), Cost: l.Cost.Decimal(), Charge: l.Charge.Decimal(),
+			UnitPrice: l.UnitPrice, Cost: l.Cost, Charge: l.Charge,
 		})
 	}
 }

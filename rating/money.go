@@ -7,6 +7,7 @@
 package rating
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/big"
@@ -519,3 +520,18 @@ func (a Amount) RoundForInvoice(minorDigits int32, mode RoundingMode) decimal.De
 }
 
 func mustDec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
+
+// AppendBinary appends a's exact 16-byte form (big-endian two's
+// complement at Scale), for state stores.
+func (a Amount) AppendBinary(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, a.v.hi)
+	return binary.BigEndian.AppendUint64(dst, a.v.lo)
+}
+
+// AmountFromBinary reads the form AppendBinary wrote.
+func AmountFromBinary(b []byte) (Amount, error) {
+	if len(b) != 16 {
+		return Amount{}, fmt.Errorf("amount: %d bytes, expected 16", len(b))
+	}
+	return Amount{int128{binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])}}, nil
+}

@@ -223,3 +223,16 @@ func FuzzParseAmount(f *testing.F) {
 		}
 	})
 }
+
+func TestAmountBinaryRoundTrip(t *testing.T) {
+	for _, s := range []string{"0", "0.02025", "-3.5", "16999999999.9999999999999999999999999999", "0.0000000000000000000000000001"} {
+		a := MustAmount(s)
+		b, err := AmountFromBinary(a.AppendBinary(nil))
+		if err != nil || b != a {
+			t.Fatalf("%s: round trip gave %s, %v", s, b, err)
+		}
+	}
+	if _, err := AmountFromBinary([]byte{1, 2}); err == nil {
+		t.Fatal("short input accepted")
+	}
+}

@@ -146,18 +146,28 @@ func NewClickHouse(ctx context.Context, cfg ClickHouseConfig, log zerolog.Logger
 func (s *ClickHouse) Conn() driver.Conn { return s.conn }
 
 func (s *ClickHouse) WriteBatch(ctx context.Context, b *Batch) error {
-	if len(b.Events) == 0 {
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout)
 	defer cancel()
+	if err := s.writeLines(ctx, b); err != nil {
+		return err
+	}
+	return s.writeAggregates(ctx, b)
+}
+
+func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
+	rows := 0
+	for i := range b.Events {
+		rows += len(b.Events[i].Lines)
+	}
+	if rows == 0 {
+		return nil
+	}
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO rated_lines ("+ratedLineColumns+")")
 	if err != nil {
 		return fmt.Errorf("prepare insert into rated_lines: %w", err)
 	}
 	defer batch.Abort() // no-op once sent
 	var keys, values []string
-	rows := 0
 	for i := range b.Events {
 		r := &b.Events[i]
 		ev := &r.Event
@@ -169,22 +179,59 @@ func (s *ClickHouse) WriteBatch(ctx context.Context, b *Batch) error {
 		t := ev.Time.UTC()
 		for _, l := range r.Lines {
 			err := batch.Append(
-				t, t, int64(t.Nanosecond()/1e6)+t.Unix()*1000, ev.CustomerID, ev.ID, l.Unit.String(), l.Quantity,
-				l.UnitPrice, l.Cost, l.Charge,
+				t, t, t.UnixMilli(), ev.CustomerID, ev.ID, l.Unit.String(), l.Quantity,
+				l.UnitPrice.Decimal(), l.Cost.Decimal(), l.Charge.Decimal(),
 				ev.Provider, ev.Model, r.PriceKey, ev.Tier.String(), r.PriceVersion, r.RateCardID, r.RateCardVersion, string(ev.Source),
 				keys, values, r.Topic, int32(r.Partition), r.Offset, r.RatedAt.UTC(),
 			)
 			if err != nil {
 				return fmt.Errorf("append row of event %q to rated_lines: %w", ev.ID, err)
 			}
-			rows++
 		}
-	}
-	if rows == 0 {
-		return nil
 	}
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("insert %d rows into rated_lines: %w", rows, err)
+	}
+	return nil
+}
+
+const aggregateColumns = "customer_id, provider, price_key, unit, quantity, events, cost, charge, partition, version"
+
+// writeAggregates inserts the batch's hourly and daily totals, each table
+// in one insert.
+func (s *ClickHouse) writeAggregates(ctx context.Context, b *Batch) error {
+	for _, g := range [...]struct {
+		gran  Granularity
+		table string
+		col   string
+	}{{GranularityHour, "usage_hourly", "window_start"}, {GranularityDay, "usage_daily", "day"}} {
+		n := 0
+		for i := range b.Aggregates {
+			if b.Aggregates[i].Granularity == g.gran {
+				n++
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+g.table+" ("+g.col+", "+aggregateColumns+")")
+		if err != nil {
+			return fmt.Errorf("prepare insert into %s: %w", g.table, err)
+		}
+		for i := range b.Aggregates {
+			a := &b.Aggregates[i]
+			if a.Granularity != g.gran {
+				continue
+			}
+			if err := batch.Append(a.WindowStart.UTC(), a.CustomerID, a.Provider, a.PriceKey, a.Unit.String(),
+				a.Quantity, uint64(a.Events), a.Cost.Decimal(), a.Charge.Decimal(), a.Partition, a.Version); err != nil {
+				batch.Abort()
+				return fmt.Errorf("append row to %s: %w", g.table, err)
+			}
+		}
+		if err := batch.Send(); err != nil {
+			return fmt.Errorf("insert %d rows into %s: %w", n, g.table, err)
+		}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/tariff-dev/tariff/pipeline/testenv"
+	"github.com/tariff-dev/tariff/rating"
 	"github.com/tariff-dev/tariff/schemas"
 )
 
@@ -35,6 +36,8 @@ func testClickHouse(t *testing.T) (ClickHouseConfig, *ClickHouse) {
 }
 
 func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
+func amt(s string) rating.Amount   { return rating.MustAmount(s) }
+func price(s string) rating.Price  { return rating.MustPrice(s) }
 
 // TestClickHouseRedeliveryKeepsTotals writes the same batch twice, as a crash
 // between the insert and the offset commit would, and checks that the
@@ -49,12 +52,12 @@ func TestClickHouseRedeliveryKeepsTotals(t *testing.T) {
 			Dimensions: []schemas.Dimension{{Key: "team", Value: "search"}}, Source: schemas.SourceGateway,
 		},
 		PriceKey: "claude-sonnet-4-5", PriceVersion: "v1",
-		Cost: dec("0.02025"), Charge: dec("0.026325"),
+		Cost: amt("0.02025"), Charge: amt("0.026325"),
 		Lines: []Line{
-			{Unit: schemas.UnitInput, Quantity: 1200, UnitPrice: dec("0.000003"), Cost: dec("0.0036"), Charge: dec("0.00468")},
-			{Unit: schemas.UnitCacheWrite5m, Quantity: 2000, UnitPrice: dec("0.00000375"), Cost: dec("0.0075"), Charge: dec("0.00975")},
-			{Unit: schemas.UnitCachedInput, Quantity: 8000, UnitPrice: dec("0.0000003"), Cost: dec("0.0024"), Charge: dec("0.00312")},
-			{Unit: schemas.UnitOutput, Quantity: 450, UnitPrice: dec("0.000015"), Cost: dec("0.00675"), Charge: dec("0.008775")},
+			{Unit: schemas.UnitInput, Quantity: 1200, UnitPrice: price("0.000003"), Cost: amt("0.0036"), Charge: amt("0.00468")},
+			{Unit: schemas.UnitCacheWrite5m, Quantity: 2000, UnitPrice: price("0.00000375"), Cost: amt("0.0075"), Charge: amt("0.00975")},
+			{Unit: schemas.UnitCachedInput, Quantity: 8000, UnitPrice: price("0.0000003"), Cost: amt("0.0024"), Charge: amt("0.00312")},
+			{Unit: schemas.UnitOutput, Quantity: 450, UnitPrice: price("0.000015"), Cost: amt("0.00675"), Charge: amt("0.008775")},
 		},
 		Topic: "in", Partition: 2, Offset: 41, RatedAt: ts.Add(time.Second),
 	}}}
@@ -99,3 +102,40 @@ func (s strScan) Scan(src any) error {
 	*s.d = v
 	return err
 }
+
+// TestClickHouseAggregatesKeepNewestTotal writes running totals out of order
+// and twice; the documented query must return the newest total only.
+func TestClickHouseAggregatesKeepNewestTotal(t *testing.T) {
+	_, s := testClickHouse(t)
+	ctx := context.Background()
+	hour := time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)
+	agg := func(g Granularity, start time.Time, qty int64, cost string, version uint64) Aggregate {
+		c := amt(cost)
+		ch, _ := c.Add(c) // any exact charge will do; keep it distinct from cost
+		return Aggregate{Granularity: g, WindowStart: start, CustomerID: "acme", Provider: "openai", PriceKey: "gpt-4o",
+			Unit: schemas.UnitInput, Quantity: qty, Events: int64(version), Cost: c, Charge: ch, Partition: 1, Version: version}
+	}
+	day := time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC)
+	for _, b := range []Batch{
+		{Aggregates: []Aggregate{agg(GranularityHour, hour, 100, "0.00025", 1), agg(GranularityDay, day, 100, "0.00025", 1)}},
+		{Aggregates: []Aggregate{agg(GranularityHour, hour, 300, "0.00075", 2), agg(GranularityDay, day, 300, "0.00075", 2)}},
+		{Aggregates: []Aggregate{agg(GranularityHour, hour, 100, "0.00025", 1), agg(GranularityDay, day, 100, "0.00025", 1)}}, // late copy
+		{Aggregates: []Aggregate{agg(GranularityHour, hour, 300, "0.00075", 2)}},                                              // redelivered
+	} {
+		if err := s.WriteBatch(ctx, &b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, table := range []string{"usage_hourly", "usage_daily"} {
+		var qty int64
+		var cost, charge string
+		if err := s.conn.QueryRow(ctx, "SELECT sum(quantity), toString(sum(cost)), toString(sum(charge)) FROM "+table+" FINAL WHERE customer_id = 'acme'").
+			Scan(&qty, &cost, &charge); err != nil {
+			t.Fatal(err)
+		}
+		if qty != 300 || !dec(cost).Equal(dec("0.00075")) || !dec(charge).Equal(dec("0.0015")) {
+			t.Fatalf("%s FINAL: quantity %d cost %s charge %s; want the newest total 300, 0.00075, 0.0015", table, qty, cost, charge)
+		}
+	}
+}
+

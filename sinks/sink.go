@@ -7,8 +7,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/shopspring/decimal"
-
+	"github.com/tariff-dev/tariff/rating"
 	"github.com/tariff-dev/tariff/schemas"
 )
 
@@ -16,20 +15,21 @@ import (
 type Line struct {
 	Unit      schemas.Unit
 	Quantity  int64
-	UnitPrice decimal.Decimal // USD per unit, before markup
-	Cost      decimal.Decimal // what the provider charges, USD
-	Charge    decimal.Decimal // what the customer pays, USD, markup applied
+	UnitPrice rating.Price  // USD per unit, before markup
+	Cost      rating.Amount // what the provider charges, USD
+	Charge    rating.Amount // what the customer pays, USD, markup applied
 }
 
 // RatedEvent is one usage event with its rating.
 type RatedEvent struct {
 	Event           schemas.UsageEvent
 	PriceKey        string // the price-list entry that priced the event
+	Provider        string // that entry's provider (the event's may be empty)
 	PriceVersion    string
 	RateCardID      string
 	RateCardVersion uint32
-	Cost            decimal.Decimal
-	Charge          decimal.Decimal
+	Cost            rating.Amount
+	Charge          rating.Amount
 	Lines           []Line
 	// Where the event was read, for tracing a row back to its message.
 	Topic     string
@@ -38,9 +38,39 @@ type RatedEvent struct {
 	RatedAt   time.Time
 }
 
+// Granularity is the window length of a usage aggregate.
+type Granularity uint8
+
+const (
+	GranularityHour Granularity = iota
+	GranularityDay
+)
+
+// Aggregate is the running total of one customer's usage of one price entry
+// and unit type in one window. It is absolute, not a delta: writing it
+// twice, or writing an older total after a newer one with a lower Version,
+// changes nothing once ClickHouse keeps the highest version.
+type Aggregate struct {
+	Granularity Granularity
+	WindowStart time.Time
+	CustomerID  string
+	Provider    string
+	PriceKey    string
+	Unit        schemas.Unit
+	Quantity    int64
+	Events      int64
+	Cost        rating.Amount
+	Charge      rating.Amount
+	// Partition and Version say which partition's state produced the total
+	// and after which of its batches: versions grow with every batch.
+	Partition int32
+	Version   uint64
+}
+
 // Batch is the unit a sink writes.
 type Batch struct {
-	Events []RatedEvent
+	Events     []RatedEvent
+	Aggregates []Aggregate
 }
 
 // Sink writes rated batches durably.

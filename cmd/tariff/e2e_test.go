@@ -152,6 +152,25 @@ func TestEndToEndRealServers(t *testing.T) {
 		t.Fatalf("cost %s charge %s, want exactly %s and %s", cost, charge, wantCost, wantCharge)
 	}
 
+	// The pre-aggregated tables agree with the line items to the last digit.
+	for _, table := range []string{"usage_hourly", "usage_daily"} {
+		var events uint64
+		if err := conn.QueryRow(context.Background(), "SELECT sum(events) FROM "+table+" FINAL WHERE customer_id = 'acme' AND unit = 'input'").
+			Scan(&events); err != nil {
+			t.Fatal(err)
+		}
+		if events != 2 {
+			t.Fatalf("%s counts %d events of unit input, want 2", table, events)
+		}
+		var allCharge string
+		if err := conn.QueryRow(context.Background(), "SELECT toString(sum(charge)) FROM "+table+" FINAL WHERE customer_id = 'acme'").Scan(&allCharge); err != nil {
+			t.Fatal(err)
+		}
+		if !decimal.RequireFromString(allCharge).Equal(wantCharge) {
+			t.Fatalf("%s charge %s, want %s as in rated_lines", table, allCharge, wantCharge)
+		}
+	}
+
 	found := false
 	for p := 0; p < 3 && !found; p++ {
 		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: dlq, Partition: p, MaxWait: 100 * time.Millisecond})
