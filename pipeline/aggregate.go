@@ -169,4 +169,3 @@ func (s *Store) Seq(partition int) (uint64, error) {
 	}
 	return seq, nil
 }
-

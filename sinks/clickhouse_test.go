@@ -138,4 +138,3 @@ func TestClickHouseAggregatesKeepNewestTotal(t *testing.T) {
 		}
 	}
 }
-
