@@ -10,15 +10,18 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/segmentio/kafka-go"
 	"github.com/shopspring/decimal"
 
 	"github.com/tariff-dev/tariff/pipeline/testenv"
+	"github.com/tariff-dev/tariff/schemas"
 	"github.com/tariff-dev/tariff/sinks"
 )
 
@@ -171,6 +174,20 @@ func TestEndToEndRealServers(t *testing.T) {
 		}
 	}
 
+	checkAnalystQueries(t, conn, map[string][]string{
+		"customer_line_items":   nil, // checked by row count below
+		"margin_by_model":       {"anthropic claude-sonnet-4-5 0.0405 0.05265 0.01215"},
+		"spend_by_customer_day": {"acme 2026-11-20 0.0405 0.05265 0.01215"},
+		"top_customers":         {"acme 0.05265 0.01215"},
+		"usage_by_model_day": {
+			"2026-11-20 anthropic claude-sonnet-4-5 cache_write_5m 4000 2 0.0195",
+			"2026-11-20 anthropic claude-sonnet-4-5 cached_input 16000 2 0.00624",
+			"2026-11-20 anthropic claude-sonnet-4-5 input 2400 2 0.00936",
+			"2026-11-20 anthropic claude-sonnet-4-5 output 660 2 0.01287",
+			"2026-11-20 anthropic claude-sonnet-4-5 reasoning 240 2 0.00468",
+		},
+	}, map[string]int{"customer_line_items": 10})
+
 	found := false
 	for p := 0; p < 3 && !found; p++ {
 		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: dlq, Partition: p, MaxWait: 100 * time.Millisecond})
@@ -265,4 +282,57 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// checkAnalystQueries runs every documented query in schemas/queries and
+// compares its rows, each formatted as space-separated values, with want;
+// for the queries in counts only the row count is checked.
+func checkAnalystQueries(t *testing.T, conn driver.Conn, want map[string][]string, counts map[string]int) {
+	t.Helper()
+	queries, err := schemas.AnalystQueries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(queries) != len(want) {
+		t.Fatalf("%d documented queries, the test knows %d: add the new one here", len(queries), len(want))
+	}
+	for _, q := range queries {
+		rows, err := conn.Query(context.Background(), q.SQL)
+		if err != nil {
+			t.Fatalf("query %s: %v", q.Name, err)
+		}
+		var got []string
+		for rows.Next() {
+			vals := make([]any, len(rows.ColumnTypes()))
+			for i, ct := range rows.ColumnTypes() {
+				vals[i] = reflect.New(ct.ScanType()).Interface()
+			}
+			if err := rows.Scan(vals...); err != nil {
+				t.Fatalf("query %s: %v", q.Name, err)
+			}
+			parts := make([]string, len(vals))
+			for i, v := range vals {
+				switch x := reflect.ValueOf(v).Elem().Interface().(type) {
+				case time.Time:
+					parts[i] = x.UTC().Format("2006-01-02")
+				default:
+					parts[i] = fmt.Sprint(x)
+				}
+			}
+			got = append(got, strings.Join(parts, " "))
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("query %s: %v", q.Name, err)
+		}
+		rows.Close()
+		if n, ok := counts[q.Name]; ok {
+			if len(got) != n {
+				t.Errorf("query %s returned %d rows, want %d:\n%s", q.Name, len(got), n, strings.Join(got, "\n"))
+			}
+			continue
+		}
+		if strings.Join(got, "\n") != strings.Join(want[q.Name], "\n") {
+			t.Errorf("query %s returned\n%s\nwant\n%s", q.Name, strings.Join(got, "\n"), strings.Join(want[q.Name], "\n"))
+		}
+	}
 }
