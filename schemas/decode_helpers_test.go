@@ -3,6 +3,7 @@ package schemas
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,6 +205,43 @@ func TestWhitespaceRuns(t *testing.T) {
 				`"time":1771718400123,"customer_id":"c","model":"m","usage":{` + sep + "}" + sep + "}" + sep
 			if _, err := d.Decode(nil, []byte(msg)); err != nil {
 				t.Fatalf("%d spaces %q: %v", n, sep, err)
+			}
+		}
+	}
+}
+
+// TestConcurrentDecode shares each decoder between goroutines, as the
+// pipeline's partition workers do (run with -race).
+func TestConcurrentDecode(t *testing.T) {
+	msgs := map[string][]byte{
+		FormatGateway:    readTestdataFile(t, "examples/gateway_event.json"),
+		FormatLiteLLM:    readTestdata(t, "litellm_standard_logging_payload.json"),
+		FormatOpenRouter: readTestdata(t, "openrouter_broadcast_webhook_otlp.json"),
+		FormatMeter:      readTestdata(t, "amberflo_meter_record.json"),
+	}
+	for format, msg := range msgs {
+		d := mustDecoder(t, format, DecodeOptions{})
+		want, err := d.Decode(nil, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error)
+		for range 4 {
+			go func() {
+				var dst []UsageEvent
+				var err error
+				for range 200 {
+					if dst, err = d.Decode(dst[:0], msg); err != nil || len(dst) != len(want) || dst[0].ID != want[0].ID {
+						done <- fmt.Errorf("%s: %v", format, err)
+						return
+					}
+				}
+				done <- nil
+			}()
+		}
+		for range 4 {
+			if err := <-done; err != nil {
+				t.Error(err)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -15,6 +16,25 @@ import (
 type pathSet struct {
 	root  pathNode
 	names []string // slot -> dotted path
+	// pool holds *[]rawValue of len size(). The slice is a few KB of
+	// pointerful memory; allocating it per message kept the GC busy
+	// (BenchmarkDecodeLiteLLM: 17% of CPU in GC assists and preemption).
+	pool sync.Pool
+}
+
+// getVals returns a cleared value slice for extract; putVals returns it.
+// Values must not be used after putVals: they alias the message.
+func (p *pathSet) getVals() *[]rawValue {
+	if v, ok := p.pool.Get().(*[]rawValue); ok {
+		return v
+	}
+	v := make([]rawValue, p.size())
+	return &v
+}
+
+func (p *pathSet) putVals(v *[]rawValue) {
+	clear(*v) // drop references to the message
+	p.pool.Put(v)
 }
 
 type pathNode struct {

@@ -26,6 +26,11 @@ import (
 // Inputs that found bugs stay in testdata/fuzz/<target>/.
 
 func fuzzDecoder(f *testing.F, format string, opts DecodeOptions, seeds ...[]byte) {
+	fuzzDecoderCheck(f, format, opts, nil, seeds...)
+}
+
+// fuzzDecoderCheck is fuzzDecoder with an extra check of successful decodes.
+func fuzzDecoderCheck(f *testing.F, format string, opts DecodeOptions, check func(t *testing.T, msg []byte, evs []UsageEvent), seeds ...[]byte) {
 	for _, s := range seeds {
 		f.Add(s)
 	}
@@ -58,6 +63,9 @@ func fuzzDecoder(f *testing.F, format string, opts DecodeOptions, seeds ...[]byt
 		checkInvariants(t, out[1:])
 		if !validJSONStream(msg) {
 			t.Fatalf("accepted input that encoding/json rejects: %q", msg)
+		}
+		if check != nil {
+			check(t, msg, out[1:])
 		}
 	})
 }
@@ -106,7 +114,40 @@ func FuzzDecodeGateway(f *testing.F) {
 	)
 	// The typical event the benchmark uses.
 	seeds = append(seeds, benchGatewayEvent)
-	fuzzDecoder(f, FormatGateway, DecodeOptions{}, seeds...)
+	fuzzDecoderCheck(f, FormatGateway, DecodeOptions{}, gatewayMatchesEncodingJSON, seeds...)
+}
+
+// gatewayMatchesEncodingJSON compares the hand-rolled scanner's strings with
+// encoding/json's for a one-event message. Keys are matched exactly (a
+// map, not a struct: encoding/json matches struct fields case-insensitively).
+func gatewayMatchesEncodingJSON(t *testing.T, msg []byte, evs []UsageEvent) {
+	var m map[string]json.RawMessage
+	if len(evs) != 1 || json.Unmarshal(msg, &m) != nil {
+		return
+	}
+	str := func(k string) string {
+		var s string
+		if raw, ok := m[k]; ok {
+			json.Unmarshal(raw, &s)
+		}
+		return s
+	}
+	ev := evs[0]
+	if ev.ID != str("id") || ev.CustomerID != str("customer_id") || ev.Model != str("model") || ev.Provider != str("provider") {
+		t.Fatalf("strings differ from encoding/json: %+v", ev)
+	}
+	var dims map[string]string
+	if raw, ok := m["dimensions"]; ok {
+		json.Unmarshal(raw, &dims)
+	}
+	if len(dims) != len(ev.Dimensions) {
+		t.Fatalf("dimensions %v, encoding/json %v", ev.Dimensions, dims)
+	}
+	for _, d := range ev.Dimensions {
+		if v, ok := dims[d.Key]; !ok || v != d.Value {
+			t.Fatalf("dimension %q=%q, encoding/json %q", d.Key, d.Value, v)
+		}
+	}
 }
 
 func FuzzDecodeLiteLLM(f *testing.F) {

@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -64,27 +65,31 @@ func (s *scanner) ws() {
 	s.wsSlow()
 }
 
-func (s *scanner) wsSlow() {
-	// Pretty-printed JSON indents with runs of spaces after each newline:
-	// skip them 8 at a time.
+func (s *scanner) wsSlow() { s.pos = skipWS(s.data, s.pos) }
+
+// skipWS returns the offset of the first non-whitespace byte at or after i.
+// Pretty-printed JSON puts a newline and a run of indentation spaces before
+// most tokens; the run is measured a word at a time (the count of leading
+// bytes equal to ' ' is TrailingZeros64(w ^ spaces) / 8).
+func skipWS(d []byte, i int) int {
 	const spaces = 0x2020202020202020
-	d := s.data
-	i := s.pos
 	for i < len(d) {
 		switch d[i] {
-		case ' ':
+		case ' ', '\n', '\t', '\r':
 			i++
-			for i+8 <= len(d) && binary.LittleEndian.Uint64(d[i:]) == spaces {
+			for i+8 <= len(d) {
+				x := binary.LittleEndian.Uint64(d[i:]) ^ spaces
+				if x != 0 {
+					i += bits.TrailingZeros64(x) >> 3
+					break
+				}
 				i += 8
 			}
-		case '\t', '\n', '\r':
-			i++
 		default:
-			s.pos = i
-			return
+			return i
 		}
 	}
-	s.pos = i
+	return i
 }
 
 // peek skips whitespace and returns the next byte, or 0 at the end.
@@ -403,107 +408,171 @@ func (s *scanner) numberRaw() ([]byte, error) {
 	return d[start:i], nil
 }
 
-// skipValue validates and skips one value of any type. It is iterative, with
-// a bit stack of open containers, because skipping (the messages, the price
-// map, the response choices of a LiteLLM payload) is most of what the
-// partner decoders do; validation stays as strict as the rest of the
-// scanner.
+// skipValue validates and skips one value of any type.
+//
+// Skipping (the messages, the price map, the response choices of a LiteLLM
+// payload) is most of what the partner decoders do, so this is one flat
+// loop over local variables, with a bit stack of open containers instead of
+// recursion and the common string, number and whitespace scans inlined. It
+// validates exactly what the rest of the scanner does: anything unusual (an
+// escape, non-ASCII, a fraction, a bad literal) is handed to the scanner's
+// own method at that offset, which validates it or reports the error.
 func (s *scanner) skipValue() error {
-	var stack [maxDepth / 64]uint64 // bit set: open container is an object
+	var stack [maxDepth / 64]uint64 // bit set: the open container is an object
 	depth := 0
 	d := s.data
+	n := len(d)
+	i := s.pos
 	var err error
 value:
-	s.ws()
-	if s.pos >= len(d) {
+	if i < n && d[i] <= ' ' {
+		i = skipWS(d, i)
+	}
+	if i >= n {
+		s.pos = i
 		return s.unexpected("a value")
 	}
-	switch c := d[s.pos]; c {
-	case '{', '[':
+	switch c := d[i]; {
+	case c == '{' || c == '[':
 		if s.depth+depth >= maxDepth {
+			s.pos = i
 			return s.errf("nesting deeper than " + strconv.Itoa(maxDepth))
 		}
-		s.pos++
-		s.ws()
+		i++
+		if i < n && d[i] <= ' ' {
+			i = skipWS(d, i)
+		}
 		if c == '{' {
-			if s.pos < len(d) && d[s.pos] == '}' {
-				s.pos++
+			if i < n && d[i] == '}' {
+				i++
 				goto after
 			}
 			stack[depth/64] |= 1 << (depth % 64)
 			depth++
 			goto key
 		}
-		if s.pos < len(d) && d[s.pos] == ']' {
-			s.pos++
+		if i < n && d[i] == ']' {
+			i++
 			goto after
 		}
 		stack[depth/64] &^= 1 << (depth % 64)
 		depth++
 		goto value
-	case '"':
+	case c == '"':
+		q := i
+		i++
+		for {
+			for i+8 <= n && !hasSpecialByte(binary.LittleEndian.Uint64(d[i:])) {
+				i += 8
+			}
+			if i >= n {
+				break
+			}
+			c := d[i]
+			if c == '"' {
+				i++
+				goto after
+			}
+			if c == '\\' || c < 0x20 || c >= 0x80 {
+				break
+			}
+			i++
+		}
+		// An escape, a control character, non-ASCII or the end: let
+		// stringRaw validate the whole string from its quote.
+		s.pos = q
 		if _, _, err = s.stringRaw(); err != nil {
 			return err
 		}
-	case 't':
-		err = s.literal("true")
-	case 'f':
-		err = s.literal("false")
-	case 'n':
-		err = s.literal("null")
-	default:
-		if c != '-' && (c < '0' || c > '9') {
-			return s.unexpected("a value")
+		i = s.pos
+	case c == '-' || (c >= '0' && c <= '9'):
+		// Fast path: plain integers; anything else goes to numberRaw.
+		j := i
+		if c == '-' {
+			j++
 		}
-		_, err = s.numberRaw()
-	}
-	if err != nil {
-		return err
+		if j < n && d[j] >= '1' && d[j] <= '9' {
+			for j < n && d[j] >= '0' && d[j] <= '9' {
+				j++
+			}
+			if j >= n || (d[j] != '.' && d[j] != 'e' && d[j] != 'E') {
+				i = j
+				goto after
+			}
+		}
+		s.pos = i
+		if _, err = s.numberRaw(); err != nil {
+			return err
+		}
+		i = s.pos
+	case c == 't' || c == 'f' || c == 'n':
+		lit := "null"
+		if c == 't' {
+			lit = "true"
+		} else if c == 'f' {
+			lit = "false"
+		}
+		if n-i >= len(lit) && string(d[i:i+len(lit)]) == lit {
+			i += len(lit)
+			goto after
+		}
+		s.pos = i
+		return s.literal(lit)
+	default:
+		s.pos = i
+		return s.unexpected("a value")
 	}
 after:
 	if depth == 0 {
+		s.pos = i
 		return nil
 	}
-	s.ws()
-	if s.pos >= len(d) {
+	if i < n && d[i] <= ' ' {
+		i = skipWS(d, i)
+	}
+	if i >= n {
+		s.pos = i
 		return s.unexpected("',' or a closing bracket")
 	}
 	if stack[(depth-1)/64]&(1<<((depth-1)%64)) != 0 {
-		switch d[s.pos] {
+		switch d[i] {
 		case ',':
-			s.pos++
+			i++
 			goto key
 		case '}':
-			s.pos++
+			i++
 			depth--
 			goto after
 		}
+		s.pos = i
 		return s.unexpected("',' or '}'")
 	}
-	switch d[s.pos] {
+	switch d[i] {
 	case ',':
-		s.pos++
+		i++
 		goto value
 	case ']':
-		s.pos++
+		i++
 		depth--
 		goto after
 	}
+	s.pos = i
 	return s.unexpected("',' or ']'")
 key:
 	// The key is validated but not decoded: nobody looks at it.
+	s.pos = i
 	s.ws()
-	if s.pos >= len(d) || d[s.pos] != '"' {
+	if s.pos >= n || d[s.pos] != '"' {
 		return s.unexpected("a string key")
 	}
 	if _, _, err = s.stringRaw(); err != nil {
 		return err
 	}
 	s.ws()
-	if s.pos >= len(d) || d[s.pos] != ':' {
+	if s.pos >= n || d[s.pos] != ':' {
 		return s.unexpected("':'")
 	}
-	s.pos++
+	i = s.pos + 1
 	goto value
 }
 

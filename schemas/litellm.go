@@ -120,7 +120,9 @@ func (d *liteLLMDecoder) Name() string { return liteLLMName }
 func (d *liteLLMDecoder) Decode(dst []UsageEvent, msg []byte) ([]UsageEvent, error) {
 	n0 := len(dst)
 	s := scanner{data: msg}
-	vals := make([]rawValue, d.paths.size())
+	vp := d.paths.getVals()
+	defer d.paths.putVals(vp)
+	vals := *vp
 	idx, err := s.records(func(idx int) error {
 		clear(vals)
 		if f, err := d.paths.extract(&s, vals); err != nil {
