@@ -23,22 +23,29 @@ func NewPriceRater(ref *rating.BookRef, terms rating.Terms) *PriceRater {
 	return &PriceRater{rater: rating.NewRater(ref), terms: terms}
 }
 
-// Rate implements Rater. A missing price (unknown model, a unit the model
-// has no price for, no price version at the event time) is wrapped in
-// ErrUnpriced, so the event is dead-lettered for re-rating, never billed
-// as zero.
+// Rate implements Rater.
 func (r *PriceRater) Rate(ev *schemas.UsageEvent, out *sinks.RatedEvent) error {
-	var scratch rating.Rated
-	if err := r.rater.Rate(ev, &r.terms, &scratch); err != nil {
+	var rated rating.Rated
+	return Finish(out, ev, &rated, r.rater.Rate(ev, &r.terms, &rated))
+}
+
+// Finish turns the rating engine's result for ev into the sink's row shape
+// in out, or into the pipeline's error. Every Rater ends with it, so that
+// they all refuse alike: a missing price (unknown model, a unit the model
+// has no price for, no price version at the event time) is wrapped in
+// ErrUnpriced, so the event is dead-lettered for re-rating and never billed
+// as zero; an amount too large to store is refused with its reason.
+func Finish(out *sinks.RatedEvent, ev *schemas.UsageEvent, rated *rating.Rated, err error) error {
+	if err != nil {
 		if errors.Is(err, rating.ErrUnknownModel) || errors.Is(err, rating.ErrUnpriced) || errors.Is(err, rating.ErrNoPriceVersion) {
 			return fmt.Errorf("%w: %w", ErrUnpriced, err)
 		}
 		return err
 	}
-	if scratch.Charge.Cmp(maxStoredCharge) >= 0 || scratch.Cost.Cmp(maxStoredCharge) >= 0 {
-		return fmt.Errorf("event %q: cost %s or charge %s is not below %s USD, the largest amount stored per event", ev.ID, scratch.Cost, scratch.Charge, maxStoredCharge)
+	if rated.Charge.Cmp(maxStoredCharge) >= 0 || rated.Cost.Cmp(maxStoredCharge) >= 0 {
+		return fmt.Errorf("event %q: cost %s or charge %s is not below %s USD, the largest amount stored per event", ev.ID, rated.Cost, rated.Charge, maxStoredCharge)
 	}
-	FillRated(out, ev, &scratch)
+	FillRated(out, ev, rated)
 	return nil
 }
 

@@ -164,6 +164,18 @@ func (k ChangeKind) String() string {
 
 func (k ChangeKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
+// UnmarshalText reads a kind as MarshalText writes it (consumers of
+// price-change events decode them).
+func (k *ChangeKind) UnmarshalText(b []byte) error {
+	for i, n := range changeNames {
+		if n == string(b) {
+			*k = ChangeKind(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("price change kind %q: expected one of %s", b, strings.Join(changeNames[:], ", "))
+}
+
 // Change is one difference found by Diff.
 type Change struct {
 	Kind  ChangeKind `json:"kind"`

@@ -39,9 +39,15 @@ func NewSnapshot(source Format, prices []*ModelPrice) (*Snapshot, error) {
 			errs = append(errs, fmt.Errorf("model %s: listed twice", mp.Key))
 			continue
 		}
-		if err := mp.compile(); err != nil {
-			errs = append(errs, err)
-			continue
+		// An entry already compiled (shared with an earlier snapshot by
+		// Share) keeps its tables: live readers of the earlier snapshot
+		// read them, and compiling is deterministic, so rebuilding would
+		// only race with them. Entries are immutable once compiled.
+		if mp.variants == nil {
+			if err := mp.compile(); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 		}
 		s.exact[mp.Key] = mp
 	}

@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tariff-dev/tariff/pipeline"
+	"github.com/tariff-dev/tariff/pipeline/prices"
 	"github.com/tariff-dev/tariff/sinks"
 	"github.com/tariff-dev/tariff/sources"
 )
@@ -54,6 +55,16 @@ type PricesConfig struct {
 	File string `yaml:"file"`
 	// Markup is the global markup in percent, e.g. "30" for 30%. Default "0".
 	Markup string `yaml:"markup"`
+	// Aliases maps model names as events report them to the name to price
+	// them as (deployment names, house names): {"prod-claude":
+	// "claude-sonnet-4-5"}. Default none.
+	Aliases map[string]string `yaml:"aliases"`
+	// SyncConfig: where newer prices come from and how often (sources,
+	// sync_interval, fetch_timeout, max_list_bytes, max_removed_percent),
+	// who hears of a change (changes_topic, webhooks) and the rollout
+	// policy of the default rate card (rollout). Each field and its
+	// default: pipeline/prices.SyncConfig.
+	prices.SyncConfig `yaml:",inline"`
 }
 
 // OutputConfig is the local file sink.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -150,10 +151,11 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 	}
 	closers = append(closers, namedCloser{"state store", store.Close})
 
-	rater, priceInfo, err := buildRater(cfg)
+	rater, syncer, priceInfo, err := buildStateRater(cfg, store, brokers, log)
 	if err != nil {
 		return err
 	}
+	closers = append(closers, namedCloser{"price sync", syncer.Close})
 
 	sink, sinkDesc, err := buildSink(ctx, cfg, log, opt.stdout)
 	if err != nil {
@@ -173,12 +175,18 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 	if err != nil {
 		return err
 	}
-	partitions, err := sources.PartitionCount(ctx, brokers, kc.TopicNames()...)
-	if err != nil {
+	// A broker that is not reachable yet (starting alongside tariff, or
+	// restarting) is waited for; a misconfiguration (topics that are not
+	// co-partitioned, say) is not retried, since waiting cannot fix it.
+	var partitions int
+	if err := waitFor(ctx, log, "kafka", func() (err error) {
+		partitions, err = sources.PartitionCount(ctx, brokers, kc.TopicNames()...)
+		return err
+	}); err != nil {
 		return err
 	}
 	changelog := pipeline.NewChangelog(brokers, cfg.Kafka.ChangelogTopic)
-	if err := changelog.Ensure(ctx, partitions, store.Window()); err != nil {
+	if err := waitFor(ctx, log, "kafka", func() error { return changelog.Ensure(ctx, partitions, store.Window()) }); err != nil {
 		return err
 	}
 	group, err := sources.NewGroup(ctx, kc, log)
@@ -196,6 +204,7 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return runner.Run(gctx) })
+	g.Go(func() error { return syncer.Run(gctx, syncer.Interval()) })
 	if opt.demo {
 		g.Go(func() error { return runDemo(gctx, brokers, opt.demoRate, log) })
 	}
@@ -208,6 +217,37 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 	log.Info().Int64("rated", st.Rated.Load()).Int64("duplicates", st.Duplicates.Load()).
 		Int64("dead_lettered", st.DeadLettered.Load()).Msg("stopped")
 	return err
+}
+
+// waitFor retries fn while it fails with a network error (the service is
+// not reachable yet), backing off up to 10s, until ctx ends. Any other error
+// is returned at once.
+func waitFor(ctx context.Context, log zerolog.Logger, what string, fn func() error) error {
+	backoff := 200 * time.Millisecond
+	for {
+		err := fn()
+		var nerr net.Error
+		var oerr *net.OpError
+		if err == nil || !(errors.As(err, &nerr) || errors.As(err, &oerr) || errors.Is(err, syscall.ECONNREFUSED)) {
+			return err
+		}
+		log.Warn().Err(err).Dur("retry_in", backoff).Msg(what + " is not reachable; waiting")
+		if !sleepCtx(ctx, backoff) {
+			return fmt.Errorf("%s not reachable: %w", what, err)
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 type namedCloser struct {
@@ -244,10 +284,20 @@ func buildSink(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io.W
 	var multi sinks.Multi
 	var desc string
 	if cfg.ClickHouse.Enabled != "false" {
-		err := sinks.Migrate(ctx, cfg.ClickHouse.ClickHouseConfig, log)
 		var ch *sinks.ClickHouse
-		if err == nil {
+		connect := func() error {
+			if err := sinks.Migrate(ctx, cfg.ClickHouse.ClickHouseConfig, log); err != nil {
+				return err
+			}
+			var err error
 			ch, err = sinks.NewClickHouse(ctx, cfg.ClickHouse.ClickHouseConfig, log)
+			return err
+		}
+		var err error
+		if cfg.ClickHouse.Enabled == "true" {
+			err = waitFor(ctx, log, "clickhouse", connect) // required: wait for it
+		} else {
+			err = connect() // auto: fall back to the file at once
 		}
 		switch {
 		case err == nil:

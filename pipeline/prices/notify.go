@@ -1,0 +1,260 @@
+package prices
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
+)
+
+// Notifier delivers announcements of new price versions to one target.
+//
+// The syncer stores each announcement in the state store's outbox in the
+// same transaction as the version it announces, then calls Deliver; only
+// a successful Deliver removes it. So an announcement is never lost (a
+// crash or an unreachable receiver leaves it queued for the next sync) and
+// may be delivered more than once: receivers deduplicate on the ids.
+type Notifier interface {
+	// Target names the receiver in the outbox, e.g. "kafka:tariff.prices.changes"
+	// or "webhook:https://example.com/hook". It must stay the same across
+	// restarts, or queued announcements are orphaned.
+	Target() string
+	// Deliver sends one announcement (Announcement JSON; the caller keeps
+	// ownership of payload). It blocks until the receiver has it, ctx
+	// ends, or it gives up; an error leaves the announcement queued.
+	Deliver(ctx context.Context, payload []byte) error
+	// Close releases connections.
+	Close() error
+}
+
+// KafkaNotifier publishes each change of an announcement as its own
+// message on the changes topic: key = the model, value = ChangeEvent JSON,
+// headers tariff.event = price_change and tariff.price_version = the
+// version id. It waits for every in-sync replica (acks=all) before an
+// announcement counts as delivered.
+type KafkaNotifier struct {
+	topic string
+	w     *kafka.Writer
+}
+
+// NewKafkaNotifier writes to topic on brokers. The topic is not created
+// here (auto-creation would pick the broker's defaults): `tariff setup`
+// creates it.
+func NewKafkaNotifier(brokers []string, topic string) (*KafkaNotifier, error) {
+	if len(brokers) == 0 {
+		return nil, errors.New("price change events: no kafka brokers")
+	}
+	if topic == "" {
+		return nil, errors.New("price change events: no topic")
+	}
+	return &KafkaNotifier{topic: topic, w: &kafka.Writer{
+		Addr:  kafka.TCP(brokers...),
+		Topic: topic,
+		// Murmur2 is the Java client's partitioner: every change of one
+		// model lands on the partition any Kafka client would pick.
+		Balancer:               &kafka.Murmur2Balancer{},
+		RequiredAcks:           kafka.RequireAll,
+		AllowAutoTopicCreation: false,
+		// A whole announcement is written by one call; these let it go
+		// out in a few requests instead of waiting out a batch timer.
+		BatchSize:       1000,
+		BatchTimeout:    5 * time.Millisecond,
+		MaxAttempts:     5,
+		WriteBackoffMin: 200 * time.Millisecond,
+		WriteBackoffMax: 5 * time.Second,
+	}}, nil
+}
+
+// Target implements Notifier.
+func (n *KafkaNotifier) Target() string { return "kafka:" + n.topic }
+
+// Deliver implements Notifier.
+func (n *KafkaNotifier) Deliver(ctx context.Context, payload []byte) error {
+	var a struct {
+		VersionID string            `json:"version_id"`
+		Changes   []json.RawMessage `json:"changes"`
+	}
+	if err := json.Unmarshal(payload, &a); err != nil {
+		return fmt.Errorf("decode queued announcement: %w", err)
+	}
+	if len(a.Changes) == 0 {
+		return nil
+	}
+	msgs := make([]kafka.Message, len(a.Changes))
+	for i, raw := range a.Changes {
+		var key struct {
+			Model string `json:"model"`
+		}
+		if err := json.Unmarshal(raw, &key); err != nil {
+			return fmt.Errorf("decode queued change: %w", err)
+		}
+		msgs[i] = kafka.Message{
+			Key:   []byte(key.Model),
+			Value: raw,
+			Headers: []kafka.Header{
+				{Key: "tariff.event", Value: []byte("price_change")},
+				{Key: "tariff.price_version", Value: []byte(a.VersionID)},
+			},
+		}
+	}
+	if err := n.w.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("publish %d price changes of %s to %s: %w", len(msgs), a.VersionID, n.topic, err)
+	}
+	return nil
+}
+
+// Close implements Notifier.
+func (n *KafkaNotifier) Close() error { return n.w.Close() }
+
+// Webhook signature headers. The signature is HMAC-SHA256, keyed with the
+// shared secret, over "<timestamp>.<body>", hex-encoded after "sha256=".
+// Signing the timestamp with the body lets a receiver refuse a replayed
+// old delivery (see Verify).
+const (
+	HeaderTimestamp = "X-Tariff-Timestamp"
+	HeaderSignature = "X-Tariff-Signature"
+	HeaderDelivery  = "X-Tariff-Delivery"
+)
+
+// Sign returns the signature header value for body sent at timestamp
+// (Unix seconds).
+func Sign(secret []byte, timestamp int64, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(strconv.FormatInt(timestamp, 10)))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// ErrBadSignature: a webhook delivery's signature does not verify.
+var ErrBadSignature = errors.New("webhook signature does not verify")
+
+// Verify checks a delivery as a receiver should: the signature matches
+// (compared in constant time) and the timestamp is within tolerance of
+// now.
+func Verify(secret []byte, timestamp, signature string, body []byte, now time.Time, tolerance time.Duration) error {
+	ts, err := strconv.ParseInt(timestamp, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s %q: expected Unix seconds: %w", HeaderTimestamp, timestamp, ErrBadSignature)
+	}
+	if d := now.Sub(time.Unix(ts, 0)); d > tolerance || d < -tolerance {
+		return fmt.Errorf("%s %d is %s from now, more than %s: %w", HeaderTimestamp, ts, d.Round(time.Second), tolerance, ErrBadSignature)
+	}
+	if !hmac.Equal([]byte(Sign(secret, ts, body)), []byte(signature)) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+// WebhookNotifier POSTs each announcement, signed, to one URL, retrying
+// transient failures (network errors, 408, 429, 5xx) with capped
+// exponential backoff that honours ctx.
+type WebhookNotifier struct {
+	cfg    WebhookConfig
+	secret []byte
+	client *http.Client
+	log    zerolog.Logger
+	// now and backoff are replaced in tests.
+	now     func() time.Time
+	backoff func(attempt int) time.Duration
+}
+
+// NewWebhookNotifier validates cfg and returns the notifier.
+func NewWebhookNotifier(cfg WebhookConfig, log zerolog.Logger) (*WebhookNotifier, error) {
+	sc := SyncConfig{Webhooks: []WebhookConfig{cfg}}
+	sc.SetDefaults()
+	cfg = sc.Webhooks[0]
+	if err := sc.Validate(); err != nil {
+		return nil, err
+	}
+	secret, _ := cfg.secret()
+	return &WebhookNotifier{
+		cfg: cfg, secret: secret,
+		client:  &http.Client{Timeout: cfg.Timeout},
+		log:     log.With().Str("component", "webhook").Str("url", cfg.URL).Logger(),
+		now:     time.Now,
+		backoff: webhookBackoff,
+	}, nil
+}
+
+// webhookBackoff is 500ms doubling per attempt, capped at 30s.
+func webhookBackoff(attempt int) time.Duration {
+	d := 500 * time.Millisecond << min(attempt, 10)
+	return min(d, 30*time.Second)
+}
+
+// Target implements Notifier.
+func (n *WebhookNotifier) Target() string { return "webhook:" + n.cfg.URL }
+
+// Close implements Notifier.
+func (n *WebhookNotifier) Close() error { n.client.CloseIdleConnections(); return nil }
+
+// errPermanent marks a response retrying cannot fix (a 4xx other than 408
+// and 429): the receiver refuses the delivery.
+var errPermanent = errors.New("refused by the receiver")
+
+// Deliver implements Notifier.
+func (n *WebhookNotifier) Deliver(ctx context.Context, payload []byte) error {
+	var id struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(payload, &id)
+	var err error
+	for attempt := 0; attempt < n.cfg.MaxAttempts; attempt++ {
+		if attempt > 0 {
+			t := time.NewTimer(n.backoff(attempt - 1))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("webhook %s: %w (last error: %v)", n.cfg.URL, ctx.Err(), err)
+			case <-t.C:
+			}
+		}
+		if err = n.post(ctx, id.ID, payload); err == nil {
+			return nil
+		}
+		if errors.Is(err, errPermanent) || ctx.Err() != nil {
+			break
+		}
+		n.log.Debug().Err(err).Int("attempt", attempt+1).Msg("webhook delivery failed; retrying")
+	}
+	return fmt.Errorf("webhook %s: %w", n.cfg.URL, err)
+}
+
+func (n *WebhookNotifier) post(ctx context.Context, delivery string, body []byte) error {
+	ts := n.now().Unix()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("%w: %w", errPermanent, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "tariff-price-webhook/1")
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(HeaderSignature, Sign(n.secret, ts, body))
+	req.Header.Set(HeaderDelivery, delivery)
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode >= 500:
+		return fmt.Errorf("status %s: %s", resp.Status, strings.TrimSpace(string(snippet)))
+	}
+	return fmt.Errorf("status %s: %s: %w", resp.Status, strings.TrimSpace(string(snippet)), errPermanent)
+}

@@ -1,0 +1,508 @@
+package prices
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tariff-dev/tariff/rating"
+)
+
+// List is one fetched price list.
+type List struct {
+	// Name is where it came from (a path or URL), for people.
+	Name string
+	Data []byte
+}
+
+// Fetched describes one parsed list.
+type Fetched struct {
+	Name     string
+	Format   rating.Format
+	Models   int
+	Rejected int
+}
+
+// SyncOptions adjust one sync.
+type SyncOptions struct {
+	// Effective is when the new prices take effect. Zero means now, except
+	// for the first version of an empty store, which takes effect from the
+	// zero time so that it prices all earlier usage too. A past time
+	// records a correction: events from then on re-rate with it; a time at
+	// which a version is already in force is refused (history is never
+	// rewritten).
+	Effective time.Time
+	// DryRun computes the changes and records nothing.
+	DryRun bool
+	// Force records a list even when it removes more than
+	// SyncConfig.MaxRemovedPercent of the models in force.
+	Force bool
+}
+
+// Result is what one sync found and did.
+type Result struct {
+	Fetched []Fetched
+	// Previous is the version compared against (nil for the first).
+	Previous *rating.Version
+	// Version is the version recorded (nil when nothing changed). In a dry
+	// run it is the version that would be recorded.
+	Version  *rating.Version
+	Changes  []rating.Change
+	Recorded bool
+	// Cards are the rate-card versions recorded with the price version.
+	Cards []CardVersion
+	// Warnings are things a person should know (cards left unchanged).
+	Warnings []string
+	// Delivered and Undelivered name announcement targets; an undelivered
+	// announcement stays queued and is retried by the next sync.
+	Delivered   []string
+	Undelivered map[string]error
+}
+
+// ErrTooManyRemoved: the fetched list would remove more models than
+// SyncConfig.MaxRemovedPercent allows.
+var ErrTooManyRemoved = errors.New("too many models removed")
+
+// Syncer fetches price lists, records a new price version when they differ
+// from the version in force, publishes it to the live State (the pipeline
+// picks it up at its next event, without pausing) and announces the
+// changes. One Syncer per process; its methods serialize.
+type Syncer struct {
+	cfg       SyncConfig
+	state     *State
+	notifiers []Notifier
+	client    *http.Client
+	log       zerolog.Logger
+	// now is the clock (replaced in tests).
+	now func() time.Time
+	mu  sync.Mutex
+}
+
+// NewSyncer validates cfg. The syncer owns the notifiers (Close closes
+// them).
+func NewSyncer(cfg SyncConfig, state *State, notifiers []Notifier, log zerolog.Logger) (*Syncer, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Syncer{
+		cfg: cfg, state: state, notifiers: notifiers,
+		client: &http.Client{Timeout: cfg.FetchTimeout},
+		log:    log.With().Str("component", "price-sync").Logger(),
+		now:    time.Now,
+	}, nil
+}
+
+// Interval is the configured sync interval (prices.sync_interval).
+func (s *Syncer) Interval() time.Duration { return s.cfg.SyncInterval }
+
+// SetClock replaces the clock (tests).
+func (s *Syncer) SetClock(now func() time.Time) { s.now = now }
+
+// Close closes the notifiers.
+func (s *Syncer) Close() error {
+	var errs []error
+	for _, n := range s.notifiers {
+		errs = append(errs, n.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Fetch reads each source: a file, or an http(s) URL fetched with the
+// configured timeout (transient failures retried twice).
+func (s *Syncer) Fetch(ctx context.Context, sources []string) ([]List, error) {
+	return fetch(ctx, s.client, s.cfg, sources)
+}
+
+// Fetch reads sources as Syncer.Fetch does, for callers without a syncer
+// (`tariff prices diff`). cfg's zero fields take their defaults.
+func Fetch(ctx context.Context, cfg SyncConfig, sources []string) ([]List, error) {
+	cfg.SetDefaults()
+	return fetch(ctx, &http.Client{Timeout: cfg.FetchTimeout}, cfg, sources)
+}
+
+func fetch(ctx context.Context, client *http.Client, cfg SyncConfig, sources []string) ([]List, error) {
+	out := make([]List, 0, len(sources))
+	for _, src := range sources {
+		if err := checkSource(src); err != nil {
+			return nil, fmt.Errorf("price source: %w", err)
+		}
+		var data []byte
+		var err error
+		if isURL(src) {
+			data, err = get(ctx, client, cfg.MaxListBytes, src)
+		} else {
+			data, err = readFile(src, cfg.MaxListBytes)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, List{Name: src, Data: data})
+	}
+	return out, nil
+}
+
+func readFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read price list: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read price list %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("price list %s: larger than prices.max_list_bytes (%d)", path, limit)
+	}
+	return data, nil
+}
+
+func get(ctx context.Context, client *http.Client, limit int64, u string) ([]byte, error) {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("fetch %s: %w (last error: %v)", u, ctx.Err(), err)
+			case <-time.After(500 * time.Millisecond << (attempt - 1)):
+			}
+		}
+		var data []byte
+		var retry bool
+		data, retry, err = getOnce(ctx, client, limit, u)
+		if err == nil {
+			return data, nil
+		}
+		if !retry {
+			break
+		}
+	}
+	return nil, err
+}
+
+func getOnce(ctx context.Context, client *http.Client, limit int64, u string) (data []byte, retry bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("fetch %s: %w", u, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "tariff-price-sync/1")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, ctx.Err() == nil, fmt.Errorf("fetch %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		transient := resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
+		return nil, transient, fmt.Errorf("fetch %s: status %s, expected 200 OK", u, resp.Status)
+	}
+	data, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, true, fmt.Errorf("fetch %s: %w", u, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, false, fmt.Errorf("fetch %s: larger than prices.max_list_bytes (%d)", u, limit)
+	}
+	return data, false, nil
+}
+
+// Parse parses and merges lists into one snapshot. An entry listed by two
+// lists comes from the earlier one (the order of prices.sources is the
+// order of precedence). Entries that cannot be imported exactly are in the
+// snapshot's Rejected and left out.
+func Parse(lists []List) (*rating.Snapshot, []Fetched, error) {
+	if len(lists) == 0 {
+		return nil, nil, errors.New("no price lists")
+	}
+	var (
+		fetched  []Fetched
+		merged   []*rating.ModelPrice
+		rejected []*rating.EntryError
+		seen     = map[string]bool{}
+		format   rating.Format
+	)
+	for i, l := range lists {
+		f := rating.DetectFormat(l.Data)
+		if f == rating.FormatUnknown {
+			return nil, nil, fmt.Errorf("price list %s: neither a LiteLLM price map nor an OpenRouter model list", l.Name)
+		}
+		snap, err := rating.ParsePriceList(l.Data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("price list %s: %w", l.Name, err)
+		}
+		if len(snap.Prices) == 0 {
+			return nil, nil, fmt.Errorf("price list %s: no models", l.Name)
+		}
+		if len(lists) == 1 {
+			return snap, []Fetched{{l.Name, f, len(snap.Prices), len(snap.Rejected)}}, nil
+		}
+		if i == 0 {
+			format = f
+		}
+		fetched = append(fetched, Fetched{l.Name, f, len(snap.Prices), len(snap.Rejected)})
+		for _, mp := range snap.Prices {
+			if !seen[mp.Key] {
+				seen[mp.Key] = true
+				merged = append(merged, mp)
+			}
+		}
+		rejected = append(rejected, snap.Rejected...)
+	}
+	snap, err := rating.NewSnapshot(format, merged)
+	if err != nil {
+		return nil, nil, err
+	}
+	snap.Rejected = rejected
+	return snap, fetched, nil
+}
+
+// Sync fetches the configured sources (or opts' override) and records and
+// announces a new version if the prices changed. See SyncLists.
+func (s *Syncer) Sync(ctx context.Context, sources []string, opts SyncOptions) (*Result, error) {
+	if len(sources) == 0 {
+		sources = s.cfg.Sources
+	}
+	if len(sources) == 0 {
+		return nil, errors.New("no price sources: set prices.sources in the configuration or pass --source FILE|URL (for example https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json)")
+	}
+	lists, err := s.Fetch(ctx, sources)
+	if err != nil {
+		return nil, err
+	}
+	return s.SyncLists(ctx, lists, opts)
+}
+
+// SyncLists compares lists with the version in force at the effective time
+// and, when rating.Diff finds a change, records a new version in one
+// transaction with the rate-card versions it starts and its queued
+// announcements; then publishes the new catalog to the live State and
+// delivers the announcements. Equal prices record nothing: a sync never
+// rewrites or duplicates a version.
+func (s *Syncer) SyncLists(ctx context.Context, lists []List, opts SyncOptions) (*Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, err := s.record(lists, opts)
+	if err != nil {
+		return res, err
+	}
+	// Deliver after recording, outside the catalog lock: a slow webhook
+	// must not hold up a card edit.
+	s.deliverPending(ctx, res, opts)
+	return res, nil
+}
+
+// record does SyncLists' work up to publishing the new catalog.
+func (s *Syncer) record(lists []List, opts SyncOptions) (*Result, error) {
+	s.state.writeMu.Lock()
+	defer s.state.writeMu.Unlock()
+	snap, fetched, err := Parse(lists)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(lists))
+	for i, l := range lists {
+		names[i] = l.Name
+	}
+	res := &Result{Fetched: fetched}
+	cat := s.state.Catalog()
+	book := cat.Book
+
+	now := s.now().UTC().Truncate(time.Millisecond)
+	eff := opts.Effective.UTC()
+	if opts.Effective.IsZero() {
+		eff = now
+		if len(book.Versions()) == 0 {
+			eff = time.Time{}
+		}
+	}
+	prev := book.VersionAt(eff)
+	if prev == nil && len(book.Versions()) > 0 {
+		prev = book.Versions()[0] // a correction before all history
+	}
+	res.Previous = prev
+	if prev != nil {
+		res.Changes = rating.Diff(prev.Prices, snap)
+		if len(res.Changes) == 0 {
+			return res, nil
+		}
+		if sum := Summarize(res.Changes); !opts.Force && len(prev.Prices.Prices) > 0 &&
+			sum.ModelsRemoved*100 > s.cfg.MaxRemovedPercent*len(prev.Prices.Prices) {
+			return res, fmt.Errorf("the new list removes %d of the %d models in force (more than prices.max_removed_percent = %d%%); if that is right, sync with --force: %w",
+				sum.ModelsRemoved, len(prev.Prices.Prices), s.cfg.MaxRemovedPercent, ErrTooManyRemoved)
+		}
+		// Keep one copy of each unchanged entry across versions.
+		if snap, _, err = rating.Share(prev.Prices, snap); err != nil {
+			return nil, err
+		}
+	}
+	v, err := NewVersion(eff, snap)
+	if err != nil {
+		return nil, err
+	}
+	res.Version = v
+	if prev != nil && prev.EffectiveFrom.Equal(eff) {
+		return res, fmt.Errorf("price version %s is already in force from %s and is never rewritten; record the new prices with another effective time: %w",
+			prev.ID, eff.Format(time.RFC3339Nano), ErrConflict)
+	}
+	res.Cards, res.Warnings = cardVersionsFor(cat, v)
+	if opts.DryRun {
+		return res, nil
+	}
+	rec := Record{Version: v, Cards: res.Cards}
+	if prev != nil && len(s.notifiers) > 0 {
+		payload, err := json.Marshal(newAnnouncement(prev, v, res.Changes, names, now))
+		if err != nil {
+			return nil, fmt.Errorf("encode price change announcement: %w", err)
+		}
+		rec.Outbox = make(map[string][]byte, len(s.notifiers))
+		for _, n := range s.notifiers {
+			rec.Outbox[n.Target()] = payload
+		}
+	}
+	switch err := s.state.store.Save(rec); {
+	case errors.Is(err, ErrExists):
+		// Recorded already by another writer of this store: reload.
+		res.Version = nil
+		return res, s.state.Reload()
+	case err != nil:
+		return nil, err
+	}
+	res.Recorded = true
+	newBook, err := book.With(v)
+	if err != nil {
+		return nil, fmt.Errorf("BUG: recorded price version %s does not fit the book: %w", v.ID, err)
+	}
+	if err := s.state.reloadCards(newBook); err != nil {
+		return nil, err
+	}
+	sum := Summarize(res.Changes)
+	s.log.Info().Str("version", v.ID).Time("effective_from", eff).Int("models", len(snap.Prices)).
+		Int("models_added", sum.ModelsAdded).Int("models_removed", sum.ModelsRemoved).
+		Int("prices_up", sum.PricesUp).Int("prices_down", sum.PricesDown).Msg("recorded new price version")
+	return res, nil
+}
+
+// cardVersionsFor returns the card versions a new price version starts.
+// A card whose latest version pins a price version (so its customers get
+// the prices of their version, not of the event's time) gets a new version
+// pinned to v, with the same markups and rollout policy, from v's
+// effective time: under new-customers-only, customers who join from then
+// on get v while everyone else keeps theirs; under all-customers everyone
+// moves to v at that time. A card that follows the book (no pin) needs
+// nothing: the book's effective times already apply to all its customers.
+func cardVersionsFor(cat *Catalog, v *rating.Version) ([]CardVersion, []string) {
+	ids := make([]string, 0, len(cat.Cards))
+	for id := range cat.Cards {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var out []CardVersion
+	var warnings []string
+	for _, id := range ids {
+		c := cat.Cards[id]
+		last := c.Versions[len(c.Versions)-1]
+		if last.PriceVersion == "" {
+			continue
+		}
+		if v.EffectiveFrom.Before(last.EffectiveFrom) {
+			warnings = append(warnings, fmt.Sprintf("rate card %s: its version %d takes effect at %s, after the new prices (%s); its customers keep the prices it pins",
+				id, last.Version, last.EffectiveFrom.Format(time.RFC3339), v.EffectiveFrom.Format(time.RFC3339)))
+			continue
+		}
+		nv := last
+		nv.Version = last.Version + 1
+		nv.EffectiveFrom = v.EffectiveFrom
+		nv.PriceVersion = v.ID
+		out = append(out, CardVersion{CardID: id, CardVersion: nv})
+	}
+	return out, warnings
+}
+
+// deliverPending tries every queued announcement (this sync's and any left
+// by earlier ones).
+func (s *Syncer) deliverPending(ctx context.Context, res *Result, opts SyncOptions) {
+	if opts.DryRun || len(s.notifiers) == 0 {
+		return
+	}
+	pending, err := s.state.store.Pending()
+	if err != nil {
+		s.log.Warn().Err(err).Msg("cannot read queued price announcements")
+		return
+	}
+	byTarget := make(map[string]Notifier, len(s.notifiers))
+	for _, n := range s.notifiers {
+		byTarget[n.Target()] = n
+	}
+	for _, p := range pending {
+		n := byTarget[p.Target]
+		if n == nil {
+			// A target removed from the configuration: keep the entry (a
+			// person may restore the target) but say so.
+			s.log.Warn().Str("target", p.Target).Str("version", p.VersionID).Msg("queued price announcement for a target no longer configured")
+			continue
+		}
+		err := n.Deliver(ctx, p.Payload)
+		if err == nil {
+			err = s.state.store.Delivered(p.Target, p.VersionID)
+		}
+		if err != nil {
+			if res.Undelivered == nil {
+				res.Undelivered = map[string]error{}
+			}
+			res.Undelivered[p.Target+" "+p.VersionID] = err
+			s.log.Warn().Err(err).Str("target", p.Target).Str("version", p.VersionID).Msg("price announcement not delivered; queued for the next sync")
+			continue
+		}
+		res.Delivered = append(res.Delivered, p.Target+" "+p.VersionID)
+	}
+}
+
+// Deliver retries queued announcements without syncing.
+func (s *Syncer) Deliver(ctx context.Context) *Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res := &Result{}
+	s.deliverPending(ctx, res, SyncOptions{})
+	return res
+}
+
+// Run syncs now and then every interval until ctx ends, for `tariff run`.
+// A failed sync (a source down, a refused list) is logged and retried at
+// the next tick: billing goes on with the prices in force. Run returns nil
+// when ctx ends, and at once when no sources are configured.
+//
+// cmd/tariff's buildStateRater documents the wiring into `tariff run`.
+func (s *Syncer) Run(ctx context.Context, interval time.Duration) error {
+	if len(s.cfg.Sources) == 0 || interval <= 0 {
+		return nil
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		res, err := s.Sync(ctx, nil, SyncOptions{})
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			s.log.Warn().Err(err).Dur("took", time.Since(start)).Msg("price sync failed; prices in force are kept")
+		case !res.Recorded:
+			s.log.Debug().Dur("took", time.Since(start)).Msg("price sync: no change")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
