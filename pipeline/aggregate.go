@@ -21,27 +21,78 @@ import (
 // row of the highest version. (A materialized view summing rated_lines
 // would count a re-inserted batch twice until the merge.)
 //
-// State key: 'a' p(4) granularity(1) window-start(8) unit(1) customer 0
-// price-key 0 provider. Value: quantity(8) events(8) cost(16) charge(16).
+// One state entry holds every unit of one (window, customer, price entry),
+// so an event costs two state reads and writes (hour and day), not two per
+// unit.
+//
+// State key: 'a' p(4) granularity(1) window-start(8) customer 0 price-key
+// 0 provider. Value: per unit present, unit(1) quantity(8) events(8)
+// cost(16) charge(16).
 const kindAggregate byte = 'a'
 
 // kindSeq keys the partition's batch sequence: 's' p(4) -> seq(8).
 const kindSeq byte = 's'
 
+const aggUnitSize = 1 + 8 + 8 + 16 + 16
+
+type unitTotal struct {
+	present      bool
+	quantity     int64
+	events       int64
+	cost, charge rating.Amount
+}
+
+type aggEntry struct {
+	gran     sinks.Granularity
+	start    time.Time
+	customer string
+	provider string
+	priceKey string
+	units    [schemas.NumUnits]unitTotal
+}
+
 type aggregator struct {
 	partition int
 	window    time.Duration // dedup window: how long a window's total may still change
-	totals    map[string]*sinks.Aggregate
+	totals    map[string]*aggEntry
 	order     []string // keys in first-touch order, for stable output
+	free      []*aggEntry
 	key       []byte
+
+	// cache holds committed totals (their state values) of recently used
+	// windows, so that a busy customer's totals are not read back from
+	// Badger every batch. Only the partition's processor changes them, and
+	// entries are added only after their batch is durable, so the cache is
+	// never ahead of the state. It is dropped whole when it outgrows
+	// cacheMax: the next batches read Badger again.
+	cache    map[string][]byte
+	pending  map[string][]byte // this batch's new values, cached on commit
+	cacheMax int
 }
 
 func newAggregator(partition int, window time.Duration) *aggregator {
-	return &aggregator{partition: partition, window: window, totals: make(map[string]*sinks.Aggregate)}
+	return &aggregator{partition: partition, window: window, totals: make(map[string]*aggEntry),
+		cache: make(map[string][]byte), pending: make(map[string][]byte), cacheMax: 50_000}
+}
+
+// committed moves the batch's totals into the cache once the batch is
+// durable.
+func (a *aggregator) committed() {
+	if len(a.cache)+len(a.pending) > a.cacheMax {
+		clear(a.cache)
+	}
+	for k, v := range a.pending {
+		a.cache[k] = v
+	}
+	clear(a.pending)
 }
 
 func (a *aggregator) reset() {
+	for _, e := range a.totals {
+		a.free = append(a.free, e)
+	}
 	clear(a.totals)
+	clear(a.pending)
 	a.order = a.order[:0]
 }
 
@@ -53,11 +104,10 @@ func windowOf(g sinks.Granularity, t time.Time) time.Time {
 	return t.Truncate(time.Hour)
 }
 
-func (a *aggregator) stateKey(dst []byte, g sinks.Granularity, start time.Time, u schemas.Unit, customer, priceKey, provider string) []byte {
+func (a *aggregator) stateKey(dst []byte, g sinks.Granularity, start time.Time, customer, priceKey, provider string) []byte {
 	dst = partKey(dst, kindAggregate, a.partition)
 	dst = append(dst, byte(g))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(start.Unix()))
-	dst = append(dst, byte(u))
 	dst = append(dst, customer...)
 	dst = append(dst, 0)
 	dst = append(dst, priceKey...)
@@ -68,29 +118,37 @@ func (a *aggregator) stateKey(dst []byte, g sinks.Granularity, start time.Time, 
 // add folds one rated event into the hourly and daily totals, loading a
 // total from state the first time the batch touches it.
 func (a *aggregator) add(txn *badger.Txn, r *sinks.RatedEvent) error {
-	provider := r.Provider
 	for _, g := range [...]sinks.Granularity{sinks.GranularityHour, sinks.GranularityDay} {
 		start := windowOf(g, r.Event.Time)
-		for _, l := range r.Lines {
-			a.key = a.stateKey(a.key, g, start, l.Unit, r.Event.CustomerID, r.PriceKey, provider)
-			t := a.totals[string(a.key)]
-			if t == nil {
-				k := string(a.key)
-				t = &sinks.Aggregate{
-					Granularity: g, WindowStart: start, CustomerID: r.Event.CustomerID,
-					Provider: provider, PriceKey: r.PriceKey, Unit: l.Unit, Partition: int32(a.partition),
-				}
-				if err := loadAggregate(txn, a.key, t); err != nil {
+		a.key = a.stateKey(a.key, g, start, r.Event.CustomerID, r.PriceKey, r.Provider)
+		e := a.totals[string(a.key)]
+		if e == nil {
+			if n := len(a.free); n > 0 {
+				e, a.free = a.free[n-1], a.free[:n-1]
+				*e = aggEntry{}
+			} else {
+				e = &aggEntry{}
+			}
+			e.gran, e.start, e.customer, e.provider, e.priceKey = g, start, r.Event.CustomerID, r.Provider, r.PriceKey
+			if v, ok := a.cache[string(a.key)]; ok {
+				if err := decodeAggregate(v, e); err != nil {
 					return err
 				}
-				a.totals[k] = t
-				a.order = append(a.order, k)
+			} else if err := loadAggregate(txn, a.key, e); err != nil {
+				return err
 			}
-			t.Quantity += l.Quantity
-			t.Events++
+			k := string(a.key)
+			a.totals[k] = e
+			a.order = append(a.order, k)
+		}
+		for _, l := range r.Lines {
+			t := &e.units[l.Unit]
+			t.present = true
+			t.quantity += l.Quantity
+			t.events++
 			var ok1, ok2 bool
-			t.Cost, ok1 = t.Cost.Add(l.Cost)
-			t.Charge, ok2 = t.Charge.Add(l.Charge)
+			t.cost, ok1 = t.cost.Add(l.Cost)
+			t.charge, ok2 = t.charge.Add(l.Charge)
 			if !ok1 || !ok2 {
 				return fmt.Errorf("aggregate of %s %s %s overflows", r.Event.CustomerID, r.PriceKey, l.Unit)
 			}
@@ -99,7 +157,7 @@ func (a *aggregator) add(txn *badger.Txn, r *sinks.RatedEvent) error {
 	return nil
 }
 
-func loadAggregate(txn *badger.Txn, key []byte, t *sinks.Aggregate) error {
+func loadAggregate(txn *badger.Txn, key []byte, e *aggEntry) error {
 	it, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil
@@ -107,38 +165,62 @@ func loadAggregate(txn *badger.Txn, key []byte, t *sinks.Aggregate) error {
 	if err != nil {
 		return fmt.Errorf("read aggregate: %w", err)
 	}
-	return it.Value(func(v []byte) error {
-		if len(v) != 48 {
-			return fmt.Errorf("BUG: aggregate value of %d bytes", len(v))
-		}
-		t.Quantity = int64(binary.BigEndian.Uint64(v))
-		t.Events = int64(binary.BigEndian.Uint64(v[8:]))
-		var err1, err2 error
-		t.Cost, err1 = rating.AmountFromBinary(v[16:32])
-		t.Charge, err2 = rating.AmountFromBinary(v[32:48])
-		return errors.Join(err1, err2)
-	})
+	return it.Value(func(v []byte) error { return decodeAggregate(v, e) })
 }
 
-// flush appends the batch's touched totals to out with version seq and
-// their state mutations to muts.
+func decodeAggregate(v []byte, e *aggEntry) error {
+	if len(v)%aggUnitSize != 0 {
+		return fmt.Errorf("BUG: aggregate value of %d bytes", len(v))
+	}
+	for ; len(v) > 0; v = v[aggUnitSize:] {
+		u := schemas.Unit(v[0])
+		if u >= schemas.NumUnits {
+			return fmt.Errorf("BUG: aggregate of unit %d", u)
+		}
+		t := &e.units[u]
+		t.present = true
+		t.quantity = int64(binary.BigEndian.Uint64(v[1:]))
+		t.events = int64(binary.BigEndian.Uint64(v[9:]))
+		var err1, err2 error
+		t.cost, err1 = rating.AmountFromBinary(v[17:33])
+		t.charge, err2 = rating.AmountFromBinary(v[33:49])
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flush appends the batch's touched totals to out, one row per unit, with
+// version seq, and their state mutations to muts.
 func (a *aggregator) flush(out []sinks.Aggregate, muts []Mutation, seq uint64) ([]sinks.Aggregate, []Mutation) {
 	for _, k := range a.order {
-		t := a.totals[k]
-		t.Version = seq
-		out = append(out, *t)
-		v := make([]byte, 0, 48)
-		v = binary.BigEndian.AppendUint64(v, uint64(t.Quantity))
-		v = binary.BigEndian.AppendUint64(v, uint64(t.Events))
-		v = t.Cost.AppendBinary(v)
-		v = t.Charge.AppendBinary(v)
-		end := t.WindowStart.Add(time.Hour)
-		if t.Granularity == sinks.GranularityDay {
-			end = t.WindowStart.AddDate(0, 0, 1)
+		e := a.totals[k]
+		v := make([]byte, 0, 2*aggUnitSize)
+		for u := range e.units {
+			t := &e.units[u]
+			if !t.present {
+				continue
+			}
+			out = append(out, sinks.Aggregate{
+				Granularity: e.gran, WindowStart: e.start, CustomerID: e.customer, Provider: e.provider,
+				PriceKey: e.priceKey, Unit: schemas.Unit(u), Quantity: t.quantity, Events: t.events,
+				Cost: t.cost, Charge: t.charge, Partition: int32(a.partition), Version: seq,
+			})
+			v = append(v, byte(u))
+			v = binary.BigEndian.AppendUint64(v, uint64(t.quantity))
+			v = binary.BigEndian.AppendUint64(v, uint64(t.events))
+			v = t.cost.AppendBinary(v)
+			v = t.charge.AppendBinary(v)
+		}
+		end := e.start.Add(time.Hour)
+		if e.gran == sinks.GranularityDay {
+			end = e.start.AddDate(0, 0, 1)
 		}
 		// Events older than the dedup window are refused, so a window that
 		// ended longer ago than that cannot change again.
 		muts = append(muts, Mutation{Key: []byte(k), Value: v, ExpiresAt: uint64(end.Add(a.window).Unix())})
+		a.pending[k] = v
 	}
 	return out, muts
 }

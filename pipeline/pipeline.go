@@ -107,6 +107,8 @@ type Processor struct {
 	seq       uint64
 	seqLoaded bool
 	agg       *aggregator
+	// seen is the fast negative path of deduplication (see bloom).
+	seen *bloom
 
 	// Per-batch scratch, reused across batches (reset, not reallocated).
 	batch   sources.Batch
@@ -182,6 +184,13 @@ func (p *Processor) process(work, stop context.Context) error {
 		}
 		p.seq, p.seqLoaded = seq, true
 	}
+	if p.seen == nil || p.seen.full() {
+		f, err := p.deps.Store.DedupFilter(p.partition)
+		if err != nil {
+			return err
+		}
+		p.seen = f
+	}
 	p.agg.reset()
 	p.out.Events = p.out.Events[:0]
 	p.out.Aggregates = p.out.Aggregates[:0]
@@ -249,6 +258,7 @@ func (p *Processor) process(work, stop context.Context) error {
 		p.offsets[t] = n
 	}
 	p.seq = seq
+	p.agg.committed()
 	// From here the batch is durable; a failed Kafka commit only means the
 	// batch is redelivered and skipped by offset.
 	if err := p.commit(p.next); err != nil {
@@ -311,14 +321,17 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 			p.deps.Stats.Duplicates.Add(1)
 			continue
 		}
-		seen, key, err := p.deps.Store.Seen(txn, p.key, p.partition, ev.CustomerID, ev.ID)
-		p.key = key
-		if err != nil {
-			return err
-		}
-		if seen {
-			p.deps.Stats.Duplicates.Add(1)
-			continue
+		p.key = dedupKey(p.key, p.partition, ev.CustomerID, ev.ID)
+		if p.seen.mayContain(p.key) {
+			seen, key, err := p.deps.Store.Seen(txn, p.key, p.partition, ev.CustomerID, ev.ID)
+			p.key = key
+			if err != nil {
+				return err
+			}
+			if seen {
+				p.deps.Stats.Duplicates.Add(1)
+				continue
+			}
 		}
 		out := p.nextOut()
 		if err := p.rater.Rate(ev, out); err != nil {
@@ -333,8 +346,11 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 		}
 		out.Topic, out.Partition, out.Offset, out.RatedAt = m.Topic, m.Partition, m.Offset, now
 		p.keys = append(p.keys, k)
+		// Added before the batch is durable: should it fail, the filter only
+		// holds a key too many, which costs a Badger lookup, never a miss.
+		p.seen.add(p.key)
 		p.muts = append(p.muts, Mutation{
-			Key:       dedupKey(nil, p.partition, ev.CustomerID, ev.ID),
+			Key:       append([]byte(nil), p.key...),
 			Value:     p.stamp[:],
 			ExpiresAt: uint64(ev.Time.Add(window).Unix()),
 		})

@@ -426,3 +426,28 @@ func TestAggregatesAreAbsoluteRunningTotals(t *testing.T) {
 		t.Fatalf("redelivered batch wrote %+v, first time %+v", again, a2)
 	}
 }
+
+func TestBloomNeverForgets(t *testing.T) {
+	b := newBloom(1000)
+	for i := 0; i < 50_000; i++ {
+		b.add([]byte(fmt.Sprintf("key-%d", i)))
+	}
+	for i := 0; i < 50_000; i++ {
+		if !b.mayContain([]byte(fmt.Sprintf("key-%d", i))) {
+			t.Fatalf("key-%d added but reported absent", i)
+		}
+	}
+	fp := 0
+	for i := 0; i < 100_000; i++ {
+		if b.mayContain([]byte(fmt.Sprintf("other-%d", i))) {
+			fp++
+		}
+	}
+	// Sized for 65,536 keys at 1%; 50,000 keys stay well under 2%.
+	if fp > 2000 {
+		t.Fatalf("%d false positives in 100,000, want under 2%%", fp)
+	}
+	if b.full() {
+		t.Fatal("filter reports full below its capacity")
+	}
+}

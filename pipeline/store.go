@@ -257,3 +257,31 @@ func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error().Msgf(f, a...)
 func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn().Msgf(f, a...) }
 func (l badgerLogger) Infof(f string, a ...any)    { l.log.Debug().Msgf(f, a...) }
 func (l badgerLogger) Debugf(f string, a ...any)   { l.log.Trace().Msgf(f, a...) }
+
+// DedupFilter builds the Bloom filter of partition's idempotency keys,
+// sized for twice as many keys as it holds now (and at least a million).
+func (s *Store) DedupFilter(partition int) (*bloom, error) {
+	prefix := partKey(nil, kindDedup, partition)
+	count := func(fn func(k []byte)) error {
+		return s.db.View(func(txn *badger.Txn) error {
+			opts := badger.DefaultIteratorOptions
+			opts.PrefetchValues = false
+			opts.Prefix = prefix
+			it := txn.NewIterator(opts)
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				fn(it.Item().Key())
+			}
+			return nil
+		})
+	}
+	n := 0
+	if err := count(func([]byte) { n++ }); err != nil {
+		return nil, fmt.Errorf("count idempotency keys of partition %d: %w", partition, err)
+	}
+	b := newBloom(max(2*n, 1<<20))
+	if err := count(b.add); err != nil {
+		return nil, fmt.Errorf("load idempotency keys of partition %d: %w", partition, err)
+	}
+	return b, nil
+}

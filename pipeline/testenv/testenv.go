@@ -94,16 +94,32 @@ func CreateTopics(t testing.TB, broker string, partitions int, topics ...string)
 	if err := cc.CreateTopics(cfgs...); err != nil {
 		t.Fatalf("create topics %v: %v", topics, err)
 	}
+	// A leader in the metadata is not enough: the broker creates the
+	// partition's log a moment later, and a produce before that fails with
+	// UNKNOWN_TOPIC_OR_PARTITION. ListOffsets is answered by the log itself.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	client := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 5 * time.Second}
 	for _, tp := range topics {
+		reqs := make([]kafka.OffsetRequest, partitions)
+		for p := range reqs {
+			reqs[p] = kafka.LastOffsetOf(p)
+		}
 		for {
-			parts, err := conn.ReadPartitions(tp)
-			if err == nil && len(parts) == partitions && parts[0].Leader.Host != "" {
-				break
+			res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{tp: reqs}})
+			if err == nil {
+				ready := len(res.Topics[tp]) == partitions
+				for _, po := range res.Topics[tp] {
+					if po.Error != nil {
+						ready, err = false, po.Error
+					}
+				}
+				if ready {
+					break
+				}
 			}
 			if ctx.Err() != nil {
-				t.Fatalf("topic %s has no leader after 30s: %v", tp, err)
+				t.Fatalf("topic %s not ready after 30s: %v", tp, err)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
