@@ -120,6 +120,7 @@ func (c *Config) SetDefaults() {
 	if c.Prices.Markup == "" {
 		c.Prices.Markup = "0"
 	}
+	c.Prices.SyncConfig.SetDefaults()
 	if c.Embedded.Port == 0 {
 		c.Embedded.Port = 9092
 	}
@@ -166,6 +167,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseMarkup(c.Prices.Markup); err != nil {
 		errs = append(errs, fmt.Errorf("prices.markup: %w", err))
+	}
+	if err := c.Prices.SyncConfig.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.Log.Level {
 	case "trace", "debug", "info", "warn", "error":
