@@ -36,7 +36,7 @@ const kindSeq byte = 's'
 const aggUnitSize = 1 + 8 + 8 + 16 + 16
 
 type unitTotal struct {
-	present      bool
+	unit         schemas.Unit
 	quantity     int64
 	events       int64
 	cost, charge rating.Amount
@@ -48,7 +48,20 @@ type aggEntry struct {
 	customer string
 	provider string
 	priceKey string
-	units    [schemas.NumUnits]unitTotal
+	// units holds the units used in the window, in first-use order; an
+	// event has a handful, so a slice beats an array of every unit.
+	units []unitTotal
+}
+
+// unit returns the total of u, adding it when the window has none yet.
+func (e *aggEntry) unit(u schemas.Unit) *unitTotal {
+	for i := range e.units {
+		if e.units[i].unit == u {
+			return &e.units[i]
+		}
+	}
+	e.units = append(e.units, unitTotal{unit: u})
+	return &e.units[len(e.units)-1]
 }
 
 type aggregator struct {
@@ -72,7 +85,7 @@ type aggregator struct {
 
 func newAggregator(partition int, window time.Duration) *aggregator {
 	return &aggregator{partition: partition, window: window, totals: make(map[string]*aggEntry),
-		cache: make(map[string][]byte), pending: make(map[string][]byte), cacheMax: 50_000}
+		cache: make(map[string][]byte), pending: make(map[string][]byte), cacheMax: 20_000}
 }
 
 // committed moves the batch's totals into the cache once the batch is
@@ -125,7 +138,7 @@ func (a *aggregator) add(txn *badger.Txn, r *sinks.RatedEvent) error {
 		if e == nil {
 			if n := len(a.free); n > 0 {
 				e, a.free = a.free[n-1], a.free[:n-1]
-				*e = aggEntry{}
+				*e = aggEntry{units: e.units[:0]}
 			} else {
 				e = &aggEntry{}
 			}
@@ -142,8 +155,7 @@ func (a *aggregator) add(txn *badger.Txn, r *sinks.RatedEvent) error {
 			a.order = append(a.order, k)
 		}
 		for _, l := range r.Lines {
-			t := &e.units[l.Unit]
-			t.present = true
+			t := e.unit(l.Unit)
 			t.quantity += l.Quantity
 			t.events++
 			var ok1, ok2 bool
@@ -177,8 +189,7 @@ func decodeAggregate(v []byte, e *aggEntry) error {
 		if u >= schemas.NumUnits {
 			return fmt.Errorf("BUG: aggregate of unit %d", u)
 		}
-		t := &e.units[u]
-		t.present = true
+		t := e.unit(u)
 		t.quantity = int64(binary.BigEndian.Uint64(v[1:]))
 		t.events = int64(binary.BigEndian.Uint64(v[9:]))
 		var err1, err2 error
@@ -196,18 +207,15 @@ func decodeAggregate(v []byte, e *aggEntry) error {
 func (a *aggregator) flush(out []sinks.Aggregate, muts []Mutation, seq uint64) ([]sinks.Aggregate, []Mutation) {
 	for _, k := range a.order {
 		e := a.totals[k]
-		v := make([]byte, 0, 2*aggUnitSize)
-		for u := range e.units {
-			t := &e.units[u]
-			if !t.present {
-				continue
-			}
+		v := make([]byte, 0, len(e.units)*aggUnitSize)
+		for i := range e.units {
+			t := &e.units[i]
 			out = append(out, sinks.Aggregate{
 				Granularity: e.gran, WindowStart: e.start, CustomerID: e.customer, Provider: e.provider,
-				PriceKey: e.priceKey, Unit: schemas.Unit(u), Quantity: t.quantity, Events: t.events,
+				PriceKey: e.priceKey, Unit: t.unit, Quantity: t.quantity, Events: t.events,
 				Cost: t.cost, Charge: t.charge, Partition: int32(a.partition), Version: seq,
 			})
-			v = append(v, byte(u))
+			v = append(v, byte(t.unit))
 			v = binary.BigEndian.AppendUint64(v, uint64(t.quantity))
 			v = binary.BigEndian.AppendUint64(v, uint64(t.events))
 			v = t.cost.AppendBinary(v)

@@ -236,9 +236,11 @@ func (p *Processor) process(work, stop context.Context) error {
 	// the Kafka commit. A crash between any two steps redelivers the batch;
 	// the sinks collapse repeated rows, and the changelog or Badger, once
 	// written, make the batch recognized as applied.
+	handled := p.deps.Now()
 	if err := p.retry(stop, "write rated batch", func() error { return p.deps.Sink.WriteBatch(work, &p.out) }); err != nil {
 		return err
 	}
+	written := p.deps.Now()
 	if err := p.retry(stop, "write dead letters", func() error { return p.deps.DLQ.Write(work, p.dead) }); err != nil {
 		return err
 	}
@@ -250,6 +252,7 @@ func (p *Processor) process(work, stop context.Context) error {
 	}); err != nil {
 		return err
 	}
+	logged := p.deps.Now()
 	pos := ChangelogPos{Next: at + 1, Generation: p.gen}
 	if err := p.retry(stop, "commit state", func() error { return p.deps.Store.Apply(p.partition, p.muts, pos) }); err != nil {
 		return err
@@ -265,8 +268,10 @@ func (p *Processor) process(work, stop context.Context) error {
 		p.log.Debug().Err(err).Msg("kafka offset commit failed; the stored offsets cover it")
 	}
 	p.deps.Stats.Batches.Add(1)
-	p.log.Debug().Int("messages", len(p.batch.Messages)).Int("rated", len(p.out.Events)).
-		Int("dead", len(p.dead)).Dur("took", p.deps.Now().Sub(started)).Msg("batch done")
+	done := p.deps.Now()
+	p.log.Debug().Int("messages", len(p.batch.Messages)).Int("rated", len(p.out.Events)).Int("dead", len(p.dead)).
+		Dur("handle", handled.Sub(started)).Dur("sinks", written.Sub(handled)).Dur("changelog", logged.Sub(written)).
+		Dur("state", done.Sub(logged)).Dur("took", done.Sub(started)).Msg("batch done")
 	return nil
 }
 

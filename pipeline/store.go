@@ -112,7 +112,13 @@ func OpenStore(cfg StoreConfig, log zerolog.Logger) (*Store, error) {
 		// for servers with much more data; these keep a fresh install small.
 		WithMemTableSize(32 << 20).
 		WithValueLogFileSize(64 << 20).
-		WithNumVersionsToKeep(1)
+		WithNumVersionsToKeep(1).
+		// Badger's default 256 MiB block cache would be half of tariff's
+		// memory budget; the processors keep their hot state (aggregates,
+		// the dedup filter) in memory themselves.
+		WithBlockCacheSize(16 << 20).
+		WithIndexCacheSize(16 << 20).
+		WithNumMemtables(3)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open state store %s: %w", cfg.Dir, err)

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"math/bits"
 
@@ -534,4 +535,23 @@ func AmountFromBinary(b []byte) (Amount, error) {
 		return Amount{}, fmt.Errorf("amount: %d bytes, expected 16", len(b))
 	}
 	return Amount{int128{binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])}}, nil
+}
+
+// ScaledDecimal returns the exact value as a decimal with Scale fractional
+// digits, trailing zeros kept. It skips the formatting and parsing Decimal
+// does, for encoders that rescale anyway (the ClickHouse sink); use Decimal
+// for anything a person reads.
+func (a Amount) ScaledDecimal() decimal.Decimal {
+	if a.v.hi == 0 && a.v.lo <= math.MaxInt64 {
+		return decimal.New(int64(a.v.lo), -Scale)
+	}
+	return decimal.NewFromBigInt(a.v.big(), -Scale)
+}
+
+// ScaledDecimal is Amount.ScaledDecimal for prices (PriceScale digits).
+func (p Price) ScaledDecimal() decimal.Decimal {
+	if p.v.hi == 0 && p.v.lo <= math.MaxInt64 {
+		return decimal.New(int64(p.v.lo), -PriceScale)
+	}
+	return decimal.NewFromBigInt(p.v.big(), -PriceScale)
 }

@@ -236,3 +236,18 @@ func TestAmountBinaryRoundTrip(t *testing.T) {
 		t.Fatal("short input accepted")
 	}
 }
+
+func TestScaledDecimalIsExact(t *testing.T) {
+	for _, s := range []string{"0", "2.5", "0.0000000000000000000000000001", "-3.25", "16999999999.9999999999999999999999999999", "0.026325"} {
+		a := MustAmount(s)
+		if got := a.ScaledDecimal(); !got.Equal(a.Decimal()) {
+			t.Errorf("Amount %s: ScaledDecimal %s != Decimal %s", s, got, a.Decimal())
+		}
+	}
+	for _, s := range []string{"0.0000029999900000000002", "0.000003", "15"} {
+		p := MustPrice(s)
+		if got := p.ScaledDecimal(); !got.Equal(p.Decimal()) {
+			t.Errorf("Price %s: ScaledDecimal %s != Decimal %s", s, got, p.Decimal())
+		}
+	}
+}

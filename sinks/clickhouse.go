@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/rs/zerolog"
+	"github.com/shopspring/decimal"
 )
 
 // ClickHouseConfig configures the ClickHouse sink.
@@ -154,11 +156,81 @@ func (s *ClickHouse) WriteBatch(ctx context.Context, b *Batch) error {
 	return s.writeAggregates(ctx, b)
 }
 
+// lineColumns holds one insert's rated_lines rows column by column, in the
+// order of ratedLineColumns. Appending whole columns skips the per-value
+// type switch of row appends. Pooled: a sink serves all partitions at once.
+type lineColumns struct {
+	time                                []time.Time
+	ms, quantity, offset                []int64
+	customer, eventID, unit             []string
+	price, cost, charge                 []decimal.Decimal
+	provider, model, priceKey, tier     []string
+	priceVersion, cardID, source, topic []string
+	cardVersion                         []uint32
+	partition                           []int32
+	dimKeys, dimValues                  [][]string
+	ratedAt                             []time.Time
+}
+
+var lineColumnsPool = sync.Pool{New: func() any { return new(lineColumns) }}
+
+func (c *lineColumns) reset() {
+	c.time, c.ms, c.quantity, c.offset = c.time[:0], c.ms[:0], c.quantity[:0], c.offset[:0]
+	c.customer, c.eventID, c.unit = c.customer[:0], c.eventID[:0], c.unit[:0]
+	c.price, c.cost, c.charge = c.price[:0], c.cost[:0], c.charge[:0]
+	c.provider, c.model, c.priceKey, c.tier = c.provider[:0], c.model[:0], c.priceKey[:0], c.tier[:0]
+	c.priceVersion, c.cardID, c.source, c.topic = c.priceVersion[:0], c.cardID[:0], c.source[:0], c.topic[:0]
+	c.cardVersion, c.partition = c.cardVersion[:0], c.partition[:0]
+	clear(c.dimKeys)
+	clear(c.dimValues)
+	c.dimKeys, c.dimValues, c.ratedAt = c.dimKeys[:0], c.dimValues[:0], c.ratedAt[:0]
+}
+
 func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
-	rows := 0
+	c := lineColumnsPool.Get().(*lineColumns)
+	defer func() { c.reset(); lineColumnsPool.Put(c) }()
+	c.reset()
 	for i := range b.Events {
-		rows += len(b.Events[i].Lines)
+		r := &b.Events[i]
+		ev := &r.Event
+		var keys, values []string
+		if len(ev.Dimensions) > 0 {
+			keys, values = make([]string, len(ev.Dimensions)), make([]string, len(ev.Dimensions))
+			for j, d := range ev.Dimensions {
+				keys[j], values[j] = d.Key, d.Value
+			}
+		}
+		t := ev.Time.UTC()
+		for _, l := range r.Lines {
+			c.time = append(c.time, t)
+			c.ms = append(c.ms, t.UnixMilli())
+			c.customer = append(c.customer, ev.CustomerID)
+			c.eventID = append(c.eventID, ev.ID)
+			c.unit = append(c.unit, l.Unit.String())
+			c.quantity = append(c.quantity, l.Quantity)
+			// Exact: prices have PriceScale (24) digits and costs at most as
+			// many (quantity x price), matching the columns' scales; charges
+			// have Scale (28) digits, matching charge's.
+			c.price = append(c.price, l.UnitPrice.ScaledDecimal())
+			c.cost = append(c.cost, l.Cost.ScaledDecimal())
+			c.charge = append(c.charge, l.Charge.ScaledDecimal())
+			c.provider = append(c.provider, ev.Provider)
+			c.model = append(c.model, ev.Model)
+			c.priceKey = append(c.priceKey, r.PriceKey)
+			c.tier = append(c.tier, ev.Tier.String())
+			c.priceVersion = append(c.priceVersion, r.PriceVersion)
+			c.cardID = append(c.cardID, r.RateCardID)
+			c.cardVersion = append(c.cardVersion, r.RateCardVersion)
+			c.source = append(c.source, string(ev.Source))
+			c.dimKeys = append(c.dimKeys, keys)
+			c.dimValues = append(c.dimValues, values)
+			c.topic = append(c.topic, r.Topic)
+			c.partition = append(c.partition, int32(r.Partition))
+			c.offset = append(c.offset, r.Offset)
+			c.ratedAt = append(c.ratedAt, r.RatedAt.UTC())
+		}
 	}
+	rows := len(c.time)
 	if rows == 0 {
 		return nil
 	}
@@ -167,26 +239,13 @@ func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
 		return fmt.Errorf("prepare insert into rated_lines: %w", err)
 	}
 	defer batch.Abort() // no-op once sent
-	var keys, values []string
-	for i := range b.Events {
-		r := &b.Events[i]
-		ev := &r.Event
-		keys, values = keys[:0], values[:0]
-		for _, d := range ev.Dimensions {
-			keys = append(keys, d.Key)
-			values = append(values, d.Value)
-		}
-		t := ev.Time.UTC()
-		for _, l := range r.Lines {
-			err := batch.Append(
-				t, t, t.UnixMilli(), ev.CustomerID, ev.ID, l.Unit.String(), l.Quantity,
-				l.UnitPrice.Decimal(), l.Cost.Decimal(), l.Charge.Decimal(),
-				ev.Provider, ev.Model, r.PriceKey, ev.Tier.String(), r.PriceVersion, r.RateCardID, r.RateCardVersion, string(ev.Source),
-				keys, values, r.Topic, int32(r.Partition), r.Offset, r.RatedAt.UTC(),
-			)
-			if err != nil {
-				return fmt.Errorf("append row of event %q to rated_lines: %w", ev.ID, err)
-			}
+	// In ratedLineColumns order: event_date and event_time both take the time.
+	cols := []any{c.time, c.time, c.ms, c.customer, c.eventID, c.unit, c.quantity, c.price, c.cost, c.charge,
+		c.provider, c.model, c.priceKey, c.tier, c.priceVersion, c.cardID, c.cardVersion, c.source,
+		c.dimKeys, c.dimValues, c.topic, c.partition, c.offset, c.ratedAt}
+	for i, col := range cols {
+		if err := batch.Column(i).Append(col); err != nil {
+			return fmt.Errorf("append column %d of rated_lines: %w", i, err)
 		}
 	}
 	if err := batch.Send(); err != nil {
@@ -224,7 +283,7 @@ func (s *ClickHouse) writeAggregates(ctx context.Context, b *Batch) error {
 				continue
 			}
 			if err := batch.Append(a.WindowStart.UTC(), a.CustomerID, a.Provider, a.PriceKey, a.Unit.String(),
-				a.Quantity, uint64(a.Events), a.Cost.Decimal(), a.Charge.Decimal(), a.Partition, a.Version); err != nil {
+				a.Quantity, uint64(a.Events), a.Cost.ScaledDecimal(), a.Charge.ScaledDecimal(), a.Partition, a.Version); err != nil {
 				batch.Abort()
 				return fmt.Errorf("append row to %s: %w", g.table, err)
 			}

@@ -187,7 +187,10 @@ type fetched struct {
 func NewPartitionSource(cfg Config, partition int, start map[string]int64) (*PartitionSource, error) {
 	cfg.SetDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &PartitionSource{cfg: cfg, ch: make(chan fetched, 4096), cancel: cancel, done: make(chan struct{})}
+	// The fan-in buffer and each reader's queue bound the memory a
+	// partition holds beyond the batch in hand: a fetched message waits in
+	// one of them until the processor takes it.
+	s := &PartitionSource{cfg: cfg, ch: make(chan fetched, 1024), cancel: cancel, done: make(chan struct{})}
 	remaining := len(cfg.Topics)
 	finished := make(chan struct{}, remaining)
 	for _, topic := range cfg.TopicNames() {
@@ -196,11 +199,11 @@ func NewPartitionSource(cfg Config, partition int, start map[string]int64) (*Par
 			Topic:     topic,
 			Partition: partition,
 			MinBytes:  1,
-			MaxBytes:  16 << 20,
+			MaxBytes:  4 << 20,
 			MaxWait:   100 * time.Millisecond,
 			// Without a group the reader keeps no offsets: it starts where it
 			// is told, and the caller stores what it applied.
-			QueueCapacity: 4096,
+			QueueCapacity: 512,
 		})
 		off, ok := start[topic]
 		if !ok {

@@ -26,6 +26,12 @@ type Config struct {
 	Embedded   sources.EmbeddedConfig `yaml:"embedded"`
 	Output     OutputConfig           `yaml:"output"`
 	Log        LogConfig              `yaml:"log"`
+	// MemoryLimit is a soft limit on the Go heap, in bytes: past it the
+	// garbage collector works harder rather than let the process grow.
+	// Default 469762048 (448 MiB, leaving room under a 512 MiB budget for
+	// what Go does not count); 0 disables it. The GOMEMLIMIT environment
+	// variable, when set, wins.
+	MemoryLimit *int64 `yaml:"memory_limit"`
 }
 
 // KafkaConfig is the consumer plus the dead-letter topic.
@@ -140,6 +146,10 @@ func (c *Config) SetDefaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	if c.MemoryLimit == nil {
+		v := int64(448 << 20)
+		c.MemoryLimit = &v
+	}
 }
 
 // Validate names every bad field with what was expected.
@@ -180,6 +190,9 @@ func (c *Config) Validate() error {
 	case "", "console", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q: expected console or json", c.Log.Format))
+	}
+	if c.MemoryLimit != nil && *c.MemoryLimit != 0 && *c.MemoryLimit < 64<<20 {
+		errs = append(errs, fmt.Errorf("memory_limit: %d: expected 0 (no limit) or at least 67108864 bytes (64 MiB)", *c.MemoryLimit))
 	}
 	if c.Embedded.Port < 0 || c.Embedded.Port > 65535 {
 		errs = append(errs, fmt.Errorf("embedded.port: %d: expected 0..65535", c.Embedded.Port))

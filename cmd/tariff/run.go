@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -30,8 +32,28 @@ answers on 127.0.0.1:9000, else in ./tariff-data/rated.jsonl.`, "", stderr)
 	configPath := fs.String("config", "", "YAML configuration file (see config.example.yaml); none means the embedded default")
 	logLevel := fs.String("log-level", "", "log level: trace, debug, info, warn or error (overrides log.level)")
 	demo := fs.Bool("demo", false, "also publish realistic synthetic usage (same as 'tariff demo')")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
+	memProfile := fs.String("memprofile", "", "write a heap profile to this file when the run stops (for performance work)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if *memProfile != "" {
+		defer func() {
+			if f, err := os.Create(*memProfile); err == nil {
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	cfg, err := LoadConfig(*configPath)
 	if err != nil {
@@ -122,6 +144,9 @@ func isTerminal(w io.Writer) bool {
 // the sinks, the state store and the embedded broker.
 func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 	log := newLogger(cfg.Log, opt.stderr)
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.MemoryLimit != nil && *cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(*cfg.MemoryLimit)
+	}
 	var closers []namedCloser
 	defer func() {
 		for i := len(closers) - 1; i >= 0; i-- {
