@@ -28,9 +28,10 @@ type Changelog struct {
 	topic  string
 }
 
-// NewChangelog appends to and replays topic on brokers.
-func NewChangelog(brokers []string, topic string) *Changelog {
-	return &Changelog{client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}, topic: topic}
+// NewChangelog appends to and replays topic on brokers, through rt (nil:
+// plaintext).
+func NewChangelog(brokers []string, topic string, rt kafka.RoundTripper) *Changelog {
+	return &Changelog{client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second, Transport: rt}, topic: topic}
 }
 
 // Topic returns the changelog topic name.

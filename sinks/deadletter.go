@@ -40,13 +40,15 @@ type DeadLetterWriter struct {
 	topic string
 }
 
-// NewDeadLetterWriter writes to topic on brokers.
-func NewDeadLetterWriter(brokers []string, topic string) (*DeadLetterWriter, error) {
+// NewDeadLetterWriter writes to topic on brokers, through rt (nil:
+// plaintext).
+func NewDeadLetterWriter(brokers []string, topic string, rt kafka.RoundTripper) (*DeadLetterWriter, error) {
 	if topic == "" {
 		return nil, errors.New("dead_letter_topic: a topic name is required")
 	}
 	return &DeadLetterWriter{topic: topic, w: &kafka.Writer{
 		Addr:                   kafka.TCP(brokers...),
+		Transport:              rt,
 		Topic:                  topic,
 		Balancer:               &kafka.Hash{},
 		RequiredAcks:           kafka.RequireAll,

@@ -33,13 +33,18 @@ func NewGroup(ctx context.Context, cfg Config, log zerolog.Logger) (*Group, erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if _, err := PartitionCount(ctx, cfg.Brokers, cfg.TopicNames()...); err != nil {
+	if _, err := cfg.PartitionCount(ctx); err != nil {
+		return nil, err
+	}
+	dialer, err := cfg.Security.Dialer()
+	if err != nil {
 		return nil, err
 	}
 	log = log.With().Str("component", "group").Logger()
 	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:      cfg.GroupID,
 		Brokers: cfg.Brokers,
+		Dialer:  dialer,
 		Topics:  cfg.TopicNames(),
 		// Range assigns partition N of every topic to the same member when
 		// the topics have equal partition counts; round-robin would not.
@@ -70,10 +75,15 @@ func (c *Config) TopicNames() []string {
 	return out
 }
 
-// PartitionCount returns the partition count shared by all topics, or an
-// error naming the topics whose counts differ or that do not exist.
-func PartitionCount(ctx context.Context, brokers []string, topics ...string) (int, error) {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+// PartitionCount returns the partition count shared by all input topics,
+// or an error naming the topics whose counts differ or that do not exist.
+func (c *Config) PartitionCount(ctx context.Context) (int, error) {
+	brokers, topics := c.Brokers, c.TopicNames()
+	rt, err := c.Security.RoundTripper()
+	if err != nil {
+		return 0, err
+	}
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: rt}
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
 		return 0, fmt.Errorf("read metadata of %v from %v: %w", topics, brokers, err)
@@ -186,6 +196,10 @@ type fetched struct {
 // (kafka.FirstOffset when absent).
 func NewPartitionSource(cfg Config, partition int, start map[string]int64) (*PartitionSource, error) {
 	cfg.SetDefaults()
+	dialer, err := cfg.Security.Dialer()
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	// The fan-in buffer and each reader's queue bound the memory a
 	// partition holds beyond the batch in hand: a fetched message waits in
@@ -198,6 +212,7 @@ func NewPartitionSource(cfg Config, partition int, start map[string]int64) (*Par
 			Brokers:   cfg.Brokers,
 			Topic:     topic,
 			Partition: partition,
+			Dialer:    dialer,
 			MinBytes:  1,
 			MaxBytes:  4 << 20,
 			MaxWait:   100 * time.Millisecond,

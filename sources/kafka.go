@@ -34,6 +34,8 @@ type Config struct {
 	// SessionTimeout is how long the group waits for a silent member before
 	// giving its partitions to another. Default 30s.
 	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// Security is TLS and SASL to the brokers. Default: plaintext.
+	Security Security `yaml:"security"`
 }
 
 // SetDefaults fills zero fields with their documented defaults.
@@ -79,6 +81,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBatchWait < 0 {
 		errs = append(errs, fmt.Errorf("kafka.max_batch_wait: %s: expected a positive duration", c.MaxBatchWait))
+	}
+	if err := c.Security.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.SessionTimeout != 0 && (c.SessionTimeout < 6*time.Second || c.SessionTimeout > 5*time.Minute) {
 		errs = append(errs, fmt.Errorf("kafka.session_timeout: %s: expected between 6s and 5m (the broker's group session limits)", c.SessionTimeout))

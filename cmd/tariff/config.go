@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tariff-dev/tariff/pipeline"
+	"github.com/tariff-dev/tariff/pipeline/ops"
 	"github.com/tariff-dev/tariff/pipeline/prices"
 	"github.com/tariff-dev/tariff/sinks"
 	"github.com/tariff-dev/tariff/sources"
@@ -26,6 +27,9 @@ type Config struct {
 	Embedded   sources.EmbeddedConfig `yaml:"embedded"`
 	Output     OutputConfig           `yaml:"output"`
 	Log        LogConfig              `yaml:"log"`
+	// Ops is the HTTP server for /metrics, /healthz, /readyz and the
+	// dashboard; each field and its default: pipeline/ops.Config.
+	Ops ops.Config `yaml:"ops"`
 	// MemoryLimit is a soft limit on the Go heap, in bytes: past it the
 	// garbage collector works harder rather than let the process grow.
 	// Default 469762048 (448 MiB, leaving room under a 512 MiB budget for
@@ -146,6 +150,7 @@ func (c *Config) SetDefaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	c.Ops.SetDefaults()
 	if c.MemoryLimit == nil {
 		v := int64(448 << 20)
 		c.MemoryLimit = &v
@@ -194,6 +199,7 @@ func (c *Config) Validate() error {
 	if c.MemoryLimit != nil && *c.MemoryLimit != 0 && *c.MemoryLimit < 64<<20 {
 		errs = append(errs, fmt.Errorf("memory_limit: %d: expected 0 (no limit) or at least 67108864 bytes (64 MiB)", *c.MemoryLimit))
 	}
+	errs = append(errs, c.checkMore()...) // config_check.go: ops and the checks the sections lack
 	if c.Embedded.Port < 0 || c.Embedded.Port > 65535 {
 		errs = append(errs, fmt.Errorf("embedded.port: %d: expected 0..65535", c.Embedded.Port))
 	}
@@ -208,6 +214,8 @@ var envOverrides = []struct {
 }{
 	{"TARIFF_KAFKA_BROKERS", func(c *Config, v string) { c.Kafka.Brokers = splitList(v) }},
 	{"TARIFF_KAFKA_GROUP_ID", func(c *Config, v string) { c.Kafka.GroupID = v }},
+	{"TARIFF_KAFKA_SASL_USERNAME", func(c *Config, v string) { c.Kafka.Security.SASL.Username = v }},
+	{"TARIFF_KAFKA_SASL_PASSWORD", func(c *Config, v string) { c.Kafka.Security.SASL.Password = v }},
 	{"TARIFF_CLICKHOUSE_ADDR", func(c *Config, v string) { c.ClickHouse.Addr = v }},
 	{"TARIFF_CLICKHOUSE_DATABASE", func(c *Config, v string) { c.ClickHouse.Database = v }},
 	{"TARIFF_CLICKHOUSE_USERNAME", func(c *Config, v string) { c.ClickHouse.Username = v }},
@@ -217,6 +225,7 @@ var envOverrides = []struct {
 	{"TARIFF_PRICES_FILE", func(c *Config, v string) { c.Prices.File = v }},
 	{"TARIFF_MARKUP", func(c *Config, v string) { c.Prices.Markup = v }},
 	{"TARIFF_LOG_LEVEL", func(c *Config, v string) { c.Log.Level = v }},
+	{"TARIFF_OPS_LISTEN", func(c *Config, v string) { c.Ops.Listen = v }},
 }
 
 func splitList(v string) []string {
@@ -242,7 +251,7 @@ func LoadConfig(path string) (*Config, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, errEOF(err)) {
-			return nil, fmt.Errorf("config %s: %w", path, err)
+			return nil, fmt.Errorf("config %s:\n%w", path, explainYAMLError(data, err))
 		}
 	}
 	for _, o := range envOverrides {

@@ -154,7 +154,11 @@ func buildSyncer(cfg *Config, st *prices.State, brokers []string, log zerolog.Lo
 	}
 	var notifiers []prices.Notifier
 	if len(brokers) > 0 {
-		kn, err := prices.NewKafkaNotifier(brokers, sc.ChangesTopic)
+		rt, err := cfg.Kafka.Security.RoundTripper()
+		if err != nil {
+			return nil, err
+		}
+		kn, err := prices.NewKafkaNotifier(brokers, sc.ChangesTopic, rt)
 		if err != nil {
 			return nil, err
 		}

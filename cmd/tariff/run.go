@@ -188,7 +188,11 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 	}
 	closers = append(closers, namedCloser{"sinks", sink.Close})
 
-	dlq, err := sinks.NewDeadLetterWriter(brokers, cfg.Kafka.DeadLetterTopic)
+	rt, err := cfg.Kafka.Security.RoundTripper()
+	if err != nil {
+		return err
+	}
+	dlq, err := sinks.NewDeadLetterWriter(brokers, cfg.Kafka.DeadLetterTopic, rt)
 	if err != nil {
 		return err
 	}
@@ -205,12 +209,12 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 	// co-partitioned, say) is not retried, since waiting cannot fix it.
 	var partitions int
 	if err := waitFor(ctx, log, "kafka", func() (err error) {
-		partitions, err = sources.PartitionCount(ctx, brokers, kc.TopicNames()...)
+		partitions, err = kc.PartitionCount(ctx)
 		return err
 	}); err != nil {
 		return err
 	}
-	changelog := pipeline.NewChangelog(brokers, cfg.Kafka.ChangelogTopic)
+	changelog := pipeline.NewChangelog(brokers, cfg.Kafka.ChangelogTopic, rt)
 	if err := waitFor(ctx, log, "kafka", func() error { return changelog.Ensure(ctx, partitions, store.Window()) }); err != nil {
 		return err
 	}

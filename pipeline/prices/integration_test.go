@@ -51,7 +51,7 @@ func midStream(t *testing.T, broker string, rollout rating.Rollout, oldList, new
 
 	t1 := mustTime("2026-02-21T12:00:00Z") // the sync's "now": the new version's effective time
 	st := newState(t, openDB(t, ""))
-	kn, err := NewKafkaNotifier([]string{broker}, changes)
+	kn, err := NewKafkaNotifier([]string{broker}, changes, &kafka.Transport{}) // own metadata cache: the topic is seconds old
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,10 @@ func midStream(t *testing.T, broker string, rollout rating.Rollout, oldList, new
 
 	// The stream: a producer, and one goroutine that owns the reader and
 	// rates every message it fetches, as the pipeline does.
-	w := &kafka.Writer{Addr: kafka.TCP(broker), Topic: usage, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	// A transport of its own: kafka-go's shared default caches topic
+	// metadata for seconds, and may have cached "no such topic" from a
+	// lookup made before this test created it.
+	w := &kafka.Writer{Addr: kafka.TCP(broker), Topic: usage, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
 	defer w.Close()
 	var seq atomic.Int64
 	produce := func(customer string, at time.Time) string {
@@ -75,7 +78,7 @@ func midStream(t *testing.T, broker string, rollout rating.Rollout, oldList, new
 		// A topic just created may not be in every broker's metadata yet:
 		// retry the first writes briefly.
 		var err error
-		for attempt := 0; attempt < 50; attempt++ {
+		for attempt := 0; attempt < 100; attempt++ {
 			if err = w.WriteMessages(ctx, kafka.Message{Key: []byte(customer), Value: []byte(msg)}); err == nil {
 				return id
 			}

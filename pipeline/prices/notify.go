@@ -52,7 +52,7 @@ type KafkaNotifier struct {
 // NewKafkaNotifier writes to topic on brokers. The topic is not created
 // here (auto-creation would pick the broker's defaults): `tariff setup`
 // creates it.
-func NewKafkaNotifier(brokers []string, topic string) (*KafkaNotifier, error) {
+func NewKafkaNotifier(brokers []string, topic string, rt kafka.RoundTripper) (*KafkaNotifier, error) {
 	if len(brokers) == 0 {
 		return nil, errors.New("price change events: no kafka brokers")
 	}
@@ -60,7 +60,8 @@ func NewKafkaNotifier(brokers []string, topic string) (*KafkaNotifier, error) {
 		return nil, errors.New("price change events: no topic")
 	}
 	return &KafkaNotifier{topic: topic, w: &kafka.Writer{
-		Addr:  kafka.TCP(brokers...),
+		Addr:      kafka.TCP(brokers...),
+		Transport: rt,
 		Topic: topic,
 		// Murmur2 is the Java client's partitioner: every change of one
 		// model lands on the partition any Kafka client would pick.

@@ -99,7 +99,13 @@ func CreateTopics(t testing.TB, broker string, partitions int, topics ...string)
 	// UNKNOWN_TOPIC_OR_PARTITION. ListOffsets is answered by the log itself.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 5 * time.Second}
+	// A transport of its own: kafka-go's shared default transport caches
+	// topic metadata for seconds, and a lookup made here while the topic
+	// is still being created would leave the test's producers seeing "no
+	// such topic" from that cache.
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 5 * time.Second, Transport: tr}
 	for _, tp := range topics {
 		reqs := make([]kafka.OffsetRequest, partitions)
 		for p := range reqs {
