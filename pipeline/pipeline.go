@@ -15,7 +15,9 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+	"github.com/shopspring/decimal"
 
+	"github.com/tariff-dev/tariff/rating"
 	"github.com/tariff-dev/tariff/schemas"
 	"github.com/tariff-dev/tariff/sinks"
 	"github.com/tariff-dev/tariff/sources"
@@ -55,6 +57,8 @@ type Stats struct {
 	DeadLettered atomic.Int64 // messages sent to the dead-letter topic
 	Unpriced     atomic.Int64 // messages dead-lettered because a model or unit has no price
 	KeyMismatch  atomic.Int64 // messages whose Kafka key is not their events' customer id
+	Reconciled   atomic.Int64 // events whose source reported its own cost, compared with ours
+	CostMismatch atomic.Int64 // of those, events where the difference exceeded the tolerance
 	Retries      atomic.Int64 // failed writes retried
 }
 
@@ -64,6 +68,11 @@ type Config struct {
 	// the state store fails. Defaults 200ms and 30s.
 	RetryMin time.Duration `yaml:"retry_min"`
 	RetryMax time.Duration `yaml:"retry_max"`
+	// ReconcileTolerance is how far, in USD, a partner's reported cost
+	// (LiteLLM response_cost, OpenRouter usage.cost) may differ from
+	// tariff's before the event is counted and logged as a mismatch. The
+	// partner's figure is only compared, never billed. Default "0.000001".
+	ReconcileTolerance string `yaml:"reconcile_tolerance"`
 }
 
 func (c *Config) setDefaults() {
@@ -73,6 +82,23 @@ func (c *Config) setDefaults() {
 	if c.RetryMax == 0 {
 		c.RetryMax = 30 * time.Second
 	}
+	if c.ReconcileTolerance == "" {
+		c.ReconcileTolerance = "0.000001"
+	}
+}
+
+// Validate reports every bad field at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.RetryMin < 0 || c.RetryMax < c.RetryMin {
+		errs = append(errs, fmt.Errorf("pipeline.retry_min/retry_max: %s/%s: expected 0 <= retry_min <= retry_max", c.RetryMin, c.RetryMax))
+	}
+	if c.ReconcileTolerance != "" {
+		if d, err := decimal.NewFromString(c.ReconcileTolerance); err != nil || d.IsNegative() {
+			errs = append(errs, fmt.Errorf("pipeline.reconcile_tolerance: %q: expected a non-negative decimal amount in USD, e.g. 0.000001", c.ReconcileTolerance))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Deps are the parts a partition processor works with. Sinks, the
@@ -100,6 +126,7 @@ type Processor struct {
 	rater     Rater
 	commit    func(next map[string]int64) error
 	log       zerolog.Logger
+	tolerance decimal.Decimal
 
 	// offsets holds, per topic, the next offset to apply, as stored.
 	offsets map[string]int64
@@ -130,6 +157,10 @@ type Processor struct {
 // not fatal.
 func NewProcessor(cfg Config, partition int, gen int32, offsets map[string]int64, rater Rater, deps Deps, commit func(map[string]int64) error) *Processor {
 	cfg.setDefaults()
+	tol, err := decimal.NewFromString(cfg.ReconcileTolerance)
+	if err != nil {
+		tol = decimal.New(1, -6) // Validate refuses a bad value before this
+	}
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
@@ -137,7 +168,7 @@ func NewProcessor(cfg Config, partition int, gen int32, offsets map[string]int64
 		deps.Stats = &Stats{}
 	}
 	return &Processor{
-		cfg: cfg, partition: partition, gen: gen, deps: deps, rater: rater, commit: commit,
+		cfg: cfg, partition: partition, gen: gen, deps: deps, rater: rater, commit: commit, tolerance: tol,
 		log:     deps.Logger.With().Str("component", "pipeline").Int("partition", partition).Logger(),
 		offsets: offsets,
 		next:    make(map[string]int64),
@@ -350,6 +381,9 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 			return nil
 		}
 		out.Topic, out.Partition, out.Offset, out.RatedAt = m.Topic, m.Partition, m.Offset, now
+		if ev.ReportedCost.Valid {
+			p.reconcile(out)
+		}
 		p.keys = append(p.keys, k)
 		// Added before the batch is durable: should it fail, the filter only
 		// holds a key too many, which costs a Badger lookup, never a miss.
@@ -371,6 +405,19 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 	rated := int64(len(p.keys))
 	p.deps.Stats.Rated.Add(rated)
 	return nil
+}
+
+// reconcile compares a partner's reported cost with ours; a difference
+// beyond the tolerance is counted and logged, never billed.
+func (p *Processor) reconcile(out *sinks.RatedEvent) {
+	p.deps.Stats.Reconciled.Add(1)
+	r := rating.Reconcile(out.Event.ReportedCost, out.Cost, p.tolerance)
+	if !r.Within {
+		p.deps.Stats.CostMismatch.Add(1)
+		p.log.Debug().Str("customer", out.Event.CustomerID).Str("event", out.Event.ID).Str("price_key", out.PriceKey).
+			Str("reported", out.Event.ReportedCost.Decimal.String()).Str("ours", out.Cost.String()).
+			Str("difference", r.Diff.String()).Msg("partner-reported cost differs from ours")
+	}
 }
 
 func containsKey(keys [][2]string, k [2]string) bool {

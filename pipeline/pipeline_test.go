@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+	"github.com/shopspring/decimal"
 
 	"github.com/tariff-dev/tariff/rating"
 	"github.com/tariff-dev/tariff/schemas"
@@ -450,4 +451,31 @@ func TestBloomNeverForgets(t *testing.T) {
 	if b.full() {
 		t.Fatal("filter reports full below its capacity")
 	}
+}
+
+// TestReportedCostIsComparedNeverBilled: a partner's own cost figure is
+// counted when it differs from ours beyond the tolerance, and the event is
+// still billed at our price.
+func TestReportedCostIsComparedNeverBilled(t *testing.T) {
+	h := newHarness(t, t.TempDir(), msgs(0, "e1,acme,m,100", "e2,acme,m,200"))
+	h.p.deps.Decoders["csv"] = reportingDecoder{map[string]string{"e1": "0.0001", "e2": "0.5"}}
+	h.run(t)
+	if h.stats.Reconciled.Load() != 2 || h.stats.CostMismatch.Load() != 1 {
+		t.Fatalf("reconciled %d, mismatched %d; want 2 and 1 (e2 reported 0.5 for 0.0002)", h.stats.Reconciled.Load(), h.stats.CostMismatch.Load())
+	}
+	if got := h.sink.events[1].Cost.String(); got != "0.0002" {
+		t.Fatalf("e2 billed %s, want our 0.0002, not the partner's 0.5", got)
+	}
+}
+
+type reportingDecoder struct{ costs map[string]string }
+
+func (reportingDecoder) Name() string { return "csv" }
+func (d reportingDecoder) Decode(dst []schemas.UsageEvent, msg []byte) ([]schemas.UsageEvent, error) {
+	n := len(dst)
+	dst, err := csvDecoder{}.Decode(dst, msg)
+	for i := n; i < len(dst); i++ {
+		dst[i].ReportedCost = decimal.NewNullDecimal(decimal.RequireFromString(d.costs[dst[i].ID]))
+	}
+	return dst, err
 }

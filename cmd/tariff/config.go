@@ -12,6 +12,7 @@ import (
 	"github.com/tariff-dev/tariff/pipeline"
 	"github.com/tariff-dev/tariff/pipeline/ops"
 	"github.com/tariff-dev/tariff/pipeline/prices"
+	"github.com/tariff-dev/tariff/schemas"
 	"github.com/tariff-dev/tariff/sinks"
 	"github.com/tariff-dev/tariff/sources"
 )
@@ -43,10 +44,38 @@ type KafkaConfig struct {
 	sources.Config `yaml:",inline"`
 	// DeadLetterTopic receives every refused message. Default "tariff.deadletter".
 	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	// Decode says where partner formats keep the customer id.
+	Decode DecodeConfig `yaml:"decode"`
 	// ChangelogTopic keeps each partition's state so another instance can
 	// take the partition over. Created with the input topics' partition
 	// count. Default "<group_id>.changelog".
 	ChangelogTopic string `yaml:"changelog_topic"`
+}
+
+// DecodeConfig maps partner payload fields to the customer id. Each list
+// is tried in order and the first present, non-empty value wins; empty
+// lists keep the decoders' documented defaults (schemas.Default*).
+// Use one kind of identity per list in production: mixing an end user and
+// a key alias, say, lets one tenant appear under two ids.
+type DecodeConfig struct {
+	// LiteLLMCustomerFields are dotted paths into the StandardLoggingPayload,
+	// e.g. "end_user", "metadata.user_api_key_alias",
+	// "metadata.user_api_key_team_id", "metadata.requester_metadata.<key>".
+	LiteLLMCustomerFields []string `yaml:"litellm_customer_fields"`
+	// OpenRouterCustomerFields name a response or generation field, or a
+	// Broadcast span attribute ("user", "external_user", "user.id").
+	OpenRouterCustomerFields []string `yaml:"openrouter_customer_fields"`
+	// MeterCustomerFields are "customerId" or "dimensions.<key>".
+	MeterCustomerFields []string `yaml:"meter_customer_fields"`
+}
+
+// Options returns the decoder options these fields select.
+func (d DecodeConfig) Options() schemas.DecodeOptions {
+	return schemas.DecodeOptions{
+		LiteLLMCustomerFields:    d.LiteLLMCustomerFields,
+		OpenRouterCustomerFields: d.OpenRouterCustomerFields,
+		MeterCustomerFields:      d.MeterCustomerFields,
+	}
 }
 
 // ClickHouseConfig says whether and where rated usage goes to ClickHouse.
@@ -177,11 +206,17 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if err := c.Pipeline.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.State.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := parseMarkup(c.Prices.Markup); err != nil {
 		errs = append(errs, fmt.Errorf("prices.markup: %w", err))
+	}
+	if err := c.Kafka.Decode.Options().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("kafka.decode: %w", err))
 	}
 	if err := c.Prices.SyncConfig.Validate(); err != nil {
 		errs = append(errs, err)

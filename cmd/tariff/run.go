@@ -298,7 +298,7 @@ func buildDecoders(cfg *Config) (map[string]schemas.Decoder, error) {
 		if _, ok := out[format]; ok {
 			continue
 		}
-		d, err := schemas.DecoderFor(format, schemas.DecodeOptions{})
+		d, err := schemas.DecoderFor(format, cfg.Kafka.Decode.Options())
 		if err != nil {
 			return nil, fmt.Errorf("decoder for %q: %w", format, err)
 		}
