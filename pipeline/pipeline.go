@@ -60,6 +60,7 @@ type Stats struct {
 	Reconciled   atomic.Int64 // events whose source reported its own cost, compared with ours
 	CostMismatch atomic.Int64 // of those, events where the difference exceeded the tolerance
 	Retries      atomic.Int64 // failed writes retried
+	Alerts       atomic.Int64 // balance alerts emitted
 }
 
 // Config tunes the pipeline.
@@ -74,6 +75,9 @@ type Config struct {
 	// partner's figure is only compared, never billed. Default "0.000001".
 	ReconcileTolerance string `yaml:"reconcile_tolerance"`
 }
+
+// SetDefaults fills zero fields with their documented defaults.
+func (c *Config) SetDefaults() { c.setDefaults() }
 
 func (c *Config) setDefaults() {
 	if c.RetryMin == 0 {
@@ -111,6 +115,8 @@ type Deps struct {
 	DLQ      DeadLetters
 	Log      StateLog
 	Store    *Store
+	Alerts   Alerts // balance alerts; nil drops them (tests)
+	Views    *Views // committed account views for entitlement; nil: none
 	Stats    *Stats
 	Logger   zerolog.Logger
 	Now      func() time.Time
@@ -134,6 +140,7 @@ type Processor struct {
 	seq       uint64
 	seqLoaded bool
 	agg       *aggregator
+	bal       *balances
 	// seen is the fast negative path of deduplication (see bloom).
 	seen *bloom
 
@@ -174,6 +181,7 @@ func NewProcessor(cfg Config, partition int, gen int32, offsets map[string]int64
 		next:    make(map[string]int64),
 		inBatch: make(map[[2]string]struct{}),
 		agg:     newAggregator(partition, deps.Store.Window()),
+		bal:     newBalances(partition),
 	}
 }
 
@@ -223,6 +231,7 @@ func (p *Processor) process(work, stop context.Context) error {
 		p.seen = f
 	}
 	p.agg.reset()
+	p.bal.reset()
 	p.out.Events = p.out.Events[:0]
 	p.out.Aggregates = p.out.Aggregates[:0]
 	p.dead = p.dead[:0]
@@ -262,6 +271,7 @@ func (p *Processor) process(work, stop context.Context) error {
 	seq := p.seq + 1
 	p.out.Aggregates, p.muts = p.agg.flush(p.out.Aggregates, p.muts, seq)
 	p.muts = append(p.muts, Mutation{Key: seqKey(p.partition), Value: binary.BigEndian.AppendUint64(nil, seq)})
+	p.muts = p.bal.flush(p.muts)
 
 	// Fixed order: durable writes, then the changelog, then Badger, then
 	// the Kafka commit. A crash between any two steps redelivers the batch;
@@ -274,6 +284,16 @@ func (p *Processor) process(work, stop context.Context) error {
 	written := p.deps.Now()
 	if err := p.retry(stop, "write dead letters", func() error { return p.deps.DLQ.Write(work, p.dead) }); err != nil {
 		return err
+	}
+	// Alerts go out before the state that produced them is committed: a
+	// crash in between re-emits them with the same keys (the balance engine
+	// derives a key from the crossing), which consumers deduplicate; the
+	// other order could lose one.
+	if alerts := p.bal.fx.Alerts; len(alerts) > 0 && p.deps.Alerts != nil {
+		if err := p.retry(stop, "write alerts", func() error { return p.deps.Alerts.WriteAlerts(work, alerts) }); err != nil {
+			return err
+		}
+		p.deps.Stats.Alerts.Add(int64(len(alerts)))
 	}
 	p.record = encodeRecord(p.record, p.gen, p.muts)
 	var at int64
@@ -293,6 +313,7 @@ func (p *Processor) process(work, stop context.Context) error {
 	}
 	p.seq = seq
 	p.agg.committed()
+	p.bal.committed(p.deps.Views)
 	// From here the batch is durable; a failed Kafka commit only means the
 	// batch is redelivered and skipped by offset.
 	if err := p.commit(p.next); err != nil {
@@ -312,6 +333,12 @@ func (p *Processor) process(work, stop context.Context) error {
 // message cannot bill part of it twice.
 func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) error {
 	format := p.deps.Formats[m.Topic]
+	if format == FormatCommand {
+		if err := p.bal.command(txn, m.Value); err != nil {
+			p.deadLetter(m, "command", err.Error())
+		}
+		return nil
+	}
 	dec := p.deps.Decoders[format]
 	if dec == nil {
 		return fmt.Errorf("BUG: no decoder for format %q of topic %s", format, m.Topic)
@@ -401,6 +428,9 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 		if err := p.agg.add(txn, &p.out.Events[i]); err != nil {
 			return err
 		}
+	}
+	if err := p.bal.usage(txn, p.out.Events[mark:]); err != nil {
+		return err
 	}
 	rated := int64(len(p.keys))
 	p.deps.Stats.Rated.Add(rated)

@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/shopspring/decimal"
 
+	"github.com/tariff-dev/tariff/pipeline/balance"
 	"github.com/tariff-dev/tariff/rating"
 	"github.com/tariff-dev/tariff/schemas"
 	"github.com/tariff-dev/tariff/sinks"
@@ -478,4 +479,56 @@ func (d reportingDecoder) Decode(dst []schemas.UsageEvent, msg []byte) ([]schema
 		dst[i].ReportedCost = decimal.NewNullDecimal(decimal.RequireFromString(d.costs[dst[i].ID]))
 	}
 	return dst, err
+}
+
+type memAlerts struct{ alerts []balance.Alert }
+
+func (m *memAlerts) WriteAlerts(_ context.Context, a []balance.Alert) error {
+	m.alerts = append(m.alerts, a...)
+	return nil
+}
+
+func (m *memAlerts) kinds() string {
+	var out []string
+	for _, a := range m.alerts {
+		out = append(out, a.CustomerID+":"+a.Kind.String())
+	}
+	return strings.Join(out, " ")
+}
+
+// TestBalancesDrawDownAndAlertOncePerCrossing: a prepaid grant arrives as
+// a command ordered with the customer's usage; usage draws it down, the
+// crossing to zero alerts exactly once, further usage does not alert
+// again, and a top-up alerts recovery. A batch redelivered after a restart
+// changes nothing and alerts nothing.
+func TestBalancesDrawDownAndAlertOncePerCrossing(t *testing.T) {
+	grant := func(id, amount string) string {
+		return fmt.Sprintf(`{"id":%q,"customer_id":"acme","kind":"grant","at":"2026-11-01T00:00:00Z","grant":{"id":%q,"amount":%q,"currency":"USD"}}`, id, id, amount)
+	}
+	dir := t.TempDir()
+	first := append(topicMsgs("admin", 0, grant("pack-1", "0.0003")),
+		msgs(0, "e1,acme,m,100", "e2,acme,m,200", "e3,acme,m,50")...) // $0.0001 + $0.0002 = the pack; e3 is overage
+	h := newHarness(t, dir, first, topicMsgs("admin", 1, grant("topup-1", "0.001")))
+	h.p.deps.Formats["admin"] = FormatCommand
+	al := &memAlerts{}
+	h.p.deps.Alerts = al
+	views := &Views{}
+	h.p.deps.Views = views
+	h.run(t)
+	if got := al.kinds(); got != "acme:zero acme:recovery" {
+		t.Fatalf("alerts %q, want one zero alert, then one recovery after the top-up", got)
+	}
+	if v, ok := views.Get("acme"); !ok || !v.Entitlement(time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)).Allowed {
+		t.Fatalf("entitlement after the top-up: %v %+v, want allowed", ok, v)
+	}
+	h.store.Close()
+
+	h2 := newHarness(t, dir, first)
+	h2.p.deps.Formats["admin"] = FormatCommand
+	al2 := &memAlerts{}
+	h2.p.deps.Alerts = al2
+	h2.run(t)
+	if len(al2.alerts) != 0 || len(h2.sink.events) != 0 {
+		t.Fatalf("redelivery emitted %d alerts and %d rated events, want none", len(al2.alerts), len(h2.sink.events))
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -23,6 +24,9 @@ type Runner struct {
 	newRater  func() Rater
 	log       zerolog.Logger
 	fatal     chan error
+
+	mu      sync.Mutex
+	sources map[int]*sources.PartitionSource // live partition readers, for lag
 }
 
 // NewRunner builds a runner. deps.Log must be changelog; newRater makes
@@ -36,9 +40,22 @@ func NewRunner(cfg Config, src sources.Config, group *sources.Group, changelog *
 	deps.Log = changelog
 	return &Runner{
 		cfg: cfg, src: src, group: group, changelog: changelog, deps: deps, newRater: newRater,
-		log:   deps.Logger.With().Str("component", "runner").Logger(),
-		fatal: make(chan error, 1),
+		log:     deps.Logger.With().Str("component", "runner").Logger(),
+		fatal:   make(chan error, 1),
+		sources: make(map[int]*sources.PartitionSource),
 	}
+}
+
+// Lag returns, per owned partition number, the messages not yet fetched
+// across the input topics, as the readers last saw it.
+func (r *Runner) Lag() map[int]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[int]int64, len(r.sources))
+	for p, s := range r.sources {
+		out[p] = s.Lag()
+	}
+	return out
 }
 
 // Stats returns the counters shared by all partitions.
@@ -116,6 +133,14 @@ func (r *Runner) runPartition(ctx context.Context, gen *sources.Generation, p in
 		return
 	}
 	defer src.Close()
+	r.mu.Lock()
+	r.sources[p] = src
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.sources, p)
+		r.mu.Unlock()
+	}()
 	log.Info().Dur("restore", time.Since(started)).Interface("from", start).Msg("partition started")
 	proc := NewProcessor(r.cfg, p, gen.ID, offsets, r.newRater(), r.deps, func(next map[string]int64) error {
 		return gen.Commit(p, next)

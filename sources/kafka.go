@@ -68,9 +68,9 @@ func (c *Config) Validate() error {
 	}
 	for t, f := range c.Topics {
 		switch f {
-		case "gateway", "litellm", "openrouter", "meter", "auto":
+		case "gateway", "litellm", "openrouter", "meter", "auto", "command":
 		default:
-			errs = append(errs, fmt.Errorf("kafka.topics[%s]: format %q: expected gateway, litellm, openrouter, meter or auto", t, f))
+			errs = append(errs, fmt.Errorf("kafka.topics[%s]: format %q: expected gateway, litellm, openrouter, meter, auto or command", t, f))
 		}
 	}
 	if c.MaxBatchMessages < 0 {

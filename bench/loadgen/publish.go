@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/tariff-dev/tariff/pipeline/ops/progress"
 )
 
 // PublishConfig configures Publish. Zero fields take the defaults noted.
@@ -248,86 +249,14 @@ func startProgress(cfg PublishConfig, total int64, start time.Time, msgs, bytes 
 	if cfg.Progress == nil {
 		return func() {}
 	}
-	tty := isTerminal(cfg.Progress)
-	every := cfg.ProgressInterval
-	if every == 0 {
-		every = 5 * time.Second
-		if tty {
-			every = 250 * time.Millisecond
-		}
-	}
-	report := func(final bool) {
-		n, b := msgs.Load(), bytes.Load()
-		el := time.Since(start)
-		rate := float64(n) / max(el.Seconds(), 1e-9)
-		line := fmt.Sprintf("loadgen: %s/%s messages acknowledged (%.1f%%), %s msg/s, %.1f MB/s",
-			group(n), group(total), 100*float64(n)/float64(max(total, 1)), group(int64(rate)), float64(b)/1e6/max(el.Seconds(), 1e-9))
-		if !final && rate > 0 && n < total {
-			line += ", ETA " + time.Duration(float64(total-n)/rate*float64(time.Second)).Round(time.Second).String()
-		}
-		if final {
-			line += ", " + el.Round(time.Millisecond).String()
-		}
-		if tty {
-			end := ""
-			if final {
-				end = "\n"
-			}
-			fmt.Fprintf(cfg.Progress, "\r\x1b[K%s%s", line, end)
-		} else {
-			fmt.Fprintln(cfg.Progress, line)
-		}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				report(false)
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-		report(true)
-	}
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// group writes n with thousands separators: 1,234,567.
-func group(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := n < 0
-	if neg {
-		s = s[1:]
-	}
-	out := make([]byte, 0, len(s)+len(s)/3+1)
-	if neg {
-		out = append(out, '-')
-	}
-	for i := range len(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			out = append(out, ',')
-		}
-		out = append(out, s[i])
-	}
-	return string(out)
+	m := progress.Start(progress.Config{
+		Out: cfg.Progress, Label: "loadgen", Unit: "messages acknowledged", RateUnit: "msg/s",
+		Total: total, Read: msgs.Load, Interval: cfg.ProgressInterval, Start: start,
+		Extra: func(el time.Duration) string {
+			return fmt.Sprintf("%.1f MB/s", float64(bytes.Load())/1e6/max(el.Seconds(), 1e-9))
+		},
+	})
+	return m.Done
 }
 
 // EnsureTopics creates the topics that do not exist yet, with partitions

@@ -44,6 +44,9 @@ type KafkaConfig struct {
 	sources.Config `yaml:",inline"`
 	// DeadLetterTopic receives every refused message. Default "tariff.deadletter".
 	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	// AlertsTopic receives balance alerts (zero balance, thresholds,
+	// recovery), keyed by customer id. Default "tariff.alerts".
+	AlertsTopic string `yaml:"alerts_topic"`
 	// Decode says where partner formats keep the customer id.
 	Decode DecodeConfig `yaml:"decode"`
 	// ChangelogTopic keeps each partition's state so another instance can
@@ -133,6 +136,7 @@ const (
 	TopicPartner    = "tariff.usage.partner"
 	TopicMeter      = "tariff.usage.meter"
 	TopicDeadLetter = "tariff.deadletter"
+	TopicAlerts     = "tariff.alerts"
 )
 
 // embedded reports whether the config asks for the in-process broker: it
@@ -147,6 +151,9 @@ func (c *Config) SetDefaults() {
 	if c.Kafka.DeadLetterTopic == "" {
 		c.Kafka.DeadLetterTopic = TopicDeadLetter
 	}
+	if c.Kafka.AlertsTopic == "" {
+		c.Kafka.AlertsTopic = TopicAlerts
+	}
 	c.Kafka.Config.SetDefaults()
 	if c.Kafka.ChangelogTopic == "" {
 		c.Kafka.ChangelogTopic = c.Kafka.GroupID + ".changelog"
@@ -156,6 +163,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.ClickHouse.ClickHouseConfig.SetDefaults()
 	c.State.SetDefaults()
+	c.Pipeline.SetDefaults()
 	if c.Prices.Markup == "" {
 		c.Prices.Markup = "0"
 	}

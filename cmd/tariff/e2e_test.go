@@ -40,6 +40,7 @@ func sonnet(id string, t time.Time) []byte {
 // consumes from and a stop function that waits for a clean exit.
 func startTariff(t *testing.T, cfg *Config, stdout io.Writer) (brokers []string, stop func()) {
 	t.Helper()
+	cfg.Ops.Listen = "127.0.0.1:0" // tests run side by side
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

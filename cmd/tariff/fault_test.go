@@ -134,6 +134,8 @@ prices:
 log:
   level: warn
   format: json
+ops:
+  listen: 127.0.0.1:0
 `, e.broker, e.name, e.topics.Gateway, e.topics.Partner, e.topics.Meter, e.topics.DeadLetter, e.chCfg.Addr, e.name, stateDir)
 	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
 		e.t.Fatal(err)

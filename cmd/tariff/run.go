@@ -161,7 +161,7 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 
 	brokers := cfg.Kafka.Brokers
 	if cfg.embedded() {
-		topics := append(inputTopics(cfg), cfg.Kafka.DeadLetterTopic)
+		topics := append(inputTopics(cfg), cfg.Kafka.DeadLetterTopic, cfg.Kafka.AlertsTopic)
 		b, err := sources.StartEmbedded(cfg.Embedded, topics...)
 		if err != nil {
 			return err
@@ -187,6 +187,8 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 		return err
 	}
 	closers = append(closers, namedCloser{"sinks", sink.Close})
+	opsMetrics := newOpsMetrics()
+	sink = measureSinks(sink, opsMetrics)
 
 	rt, err := cfg.Kafka.Security.RoundTripper()
 	if err != nil {
@@ -197,6 +199,12 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 		return err
 	}
 	closers = append(closers, namedCloser{"dead-letter writer", dlq.Close})
+	alerts, err := pipeline.NewAlertWriter(brokers, cfg.Kafka.AlertsTopic, rt)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, namedCloser{"alert writer", alerts.Close})
+	views := &pipeline.Views{}
 
 	kc := cfg.Kafka.Config
 	kc.Brokers = brokers
@@ -224,9 +232,16 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 	}
 	runner := pipeline.NewRunner(cfg.Pipeline, kc, group, changelog, pipeline.Deps{
 		Formats: cfg.Kafka.Topics, Decoders: decoders, Sink: sink, DLQ: dlq, Store: store, Logger: log,
+		Alerts: alerts, Views: views,
 	}, func() pipeline.Rater { return rater })
 
 	printBanner(opt.stdout, cfg, brokers, sinkDesc, priceInfo)
+	stopOps, err := startOps(ctx, cfg, opsDeps{Metrics: opsMetrics, Stats: runner.Stats(), Lag: runner.Lag, Store: store,
+		Prices: syncer.State(), Sink: sink, Brokers: brokers, Log: log, Stdout: opt.stdout})
+	if err != nil {
+		return err
+	}
+	closers = append(closers, namedCloser{"ops server", stopOps})
 	if opt.ready != nil {
 		opt.ready(brokers, sinkDesc)
 	}
@@ -295,7 +310,7 @@ func inputTopics(cfg *Config) []string {
 func buildDecoders(cfg *Config) (map[string]schemas.Decoder, error) {
 	out := make(map[string]schemas.Decoder)
 	for _, format := range cfg.Kafka.Topics {
-		if _, ok := out[format]; ok {
+		if _, ok := out[format]; ok || format == pipeline.FormatCommand {
 			continue
 		}
 		d, err := schemas.DecoderFor(format, cfg.Kafka.Decode.Options())

@@ -62,7 +62,7 @@ func NewKafkaNotifier(brokers []string, topic string, rt kafka.RoundTripper) (*K
 	return &KafkaNotifier{topic: topic, w: &kafka.Writer{
 		Addr:      kafka.TCP(brokers...),
 		Transport: rt,
-		Topic: topic,
+		Topic:     topic,
 		// Murmur2 is the Java client's partitioner: every change of one
 		// model lands on the partition any Kafka client would pick.
 		Balancer:               &kafka.Murmur2Balancer{},

@@ -105,6 +105,9 @@ func NewSyncer(cfg SyncConfig, state *State, notifiers []Notifier, log zerolog.L
 // Interval is the configured sync interval (prices.sync_interval).
 func (s *Syncer) Interval() time.Duration { return s.cfg.SyncInterval }
 
+// State returns the price state the syncer keeps current.
+func (s *Syncer) State() *State { return s.state }
+
 // SetClock replaces the clock (tests).
 func (s *Syncer) SetClock(now func() time.Time) { s.now = now }
 
