@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -161,4 +162,21 @@ func (b *balances) reset() {
 	clear(b.isDirty)
 	b.dirty = b.dirty[:0]
 	b.fx.Reset()
+}
+
+// Entitlement answers whether the customer may use more, from the view
+// committed last; known is false for a customer this instance has no
+// account for (never seen, or owned by another instance's partitions).
+func (v *Views) Entitlement(customer string, now time.Time) (e balance.Entitlement, known bool) {
+	view, ok := v.Get(customer)
+	if !ok {
+		return balance.Entitlement{}, false
+	}
+	return view.Entitlement(now), true
+}
+
+// Range calls fn for every customer with a committed account here, in no
+// particular order, until fn returns false.
+func (v *Views) Range(fn func(customer string, view balance.View) bool) {
+	v.m.Range(func(k, x any) bool { return fn(k.(string), x.(balance.View)) })
 }

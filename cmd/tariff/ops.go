@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/tariff-dev/tariff/pipeline"
+	"github.com/tariff-dev/tariff/pipeline/balance"
 	"github.com/tariff-dev/tariff/pipeline/metrics"
 	"github.com/tariff-dev/tariff/pipeline/ops"
 	"github.com/tariff-dev/tariff/pipeline/prices"
@@ -34,9 +37,10 @@ type opsDeps struct {
 	Sink sinks.Sink
 	// Brokers are the Kafka bootstrap addresses in use (the embedded
 	// broker's when embedded).
-	Brokers   []string
-	Customers ops.Customers
-	Log       zerolog.Logger
+	Brokers      []string
+	Customers    ops.Customers
+	Entitlements ops.Entitlements
+	Log          zerolog.Logger
 	// Stdout receives one line with the dashboard's address.
 	Stdout io.Writer
 }
@@ -83,7 +87,7 @@ func startOps(ctx context.Context, cfg *Config, d opsDeps) (func() error, error)
 	if d.Store != nil {
 		checks = append(checks, ops.BadgerCheck(d.Store.DB()))
 	}
-	deps := ops.Deps{Metrics: m, Checks: checks, Stats: d.Stats, Lag: d.Lag, Customers: d.Customers, Version: version, Logger: d.Log}
+	deps := ops.Deps{Metrics: m, Checks: checks, Stats: d.Stats, Lag: d.Lag, Customers: d.Customers, Entitlements: d.Entitlements, Version: version, Logger: d.Log}
 	if d.Prices != nil {
 		deps.Prices = d.Prices
 	}
@@ -216,4 +220,35 @@ func sinkName(s sinks.Sink) string {
 		return "sink"
 	}
 	return n
+}
+
+// viewCustomers lists the balance stage's committed accounts for the
+// dashboard's customers page.
+type viewCustomers struct{ views *pipeline.Views }
+
+func (c viewCustomers) ListCustomers(_ context.Context, q ops.CustomerQuery) (ops.CustomerPage, error) {
+	match := strings.ToLower(q.Match)
+	var ids []string
+	c.views.Range(func(id string, _ balance.View) bool {
+		if id > q.After && (match == "" || strings.Contains(strings.ToLower(id), match)) {
+			ids = append(ids, id)
+		}
+		return true
+	})
+	sort.Strings(ids)
+	page := ops.CustomerPage{Customers: []ops.Customer{}}
+	now := time.Now()
+	for i, id := range ids {
+		if i == q.Limit {
+			page.Next = ids[i-1]
+			break
+		}
+		e, _ := c.views.Entitlement(id, now)
+		cu := ops.Customer{ID: id, Balance: e.Remaining.Decimal(), Currency: "USD", Paused: e.Paused, UpdatedAt: now}
+		if e.Paused {
+			cu.PauseReason = fmt.Sprint(e.Reason)
+		}
+		page.Customers = append(page.Customers, cu)
+	}
+	return page, nil
 }

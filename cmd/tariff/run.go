@@ -237,7 +237,8 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 
 	printBanner(opt.stdout, cfg, brokers, sinkDesc, priceInfo)
 	stopOps, err := startOps(ctx, cfg, opsDeps{Metrics: opsMetrics, Stats: runner.Stats(), Lag: runner.Lag, Store: store,
-		Prices: syncer.State(), Sink: sink, Brokers: brokers, Log: log, Stdout: opt.stdout})
+		Prices: syncer.State(), Sink: sink, Brokers: brokers, Log: log, Stdout: opt.stdout,
+		Customers: viewCustomers{views}, Entitlements: views})
 	if err != nil {
 		return err
 	}

@@ -49,8 +49,11 @@ type Deps struct {
 	Lag func() map[int]int64
 	// Customers lists balances, plans and pause state (the balance stage).
 	Customers Customers
-	Version   string
-	Logger    zerolog.Logger
+	// Entitlements answers the entitlement check from memory (the balance
+	// stage's committed views); nil: the endpoint says it is unavailable.
+	Entitlements Entitlements
+	Version      string
+	Logger       zerolog.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -112,6 +115,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.mux.Handle("GET /api/price-changes", s.admin(s.apiPriceChanges))
 	s.mux.Handle("GET /api/pipeline", s.admin(s.apiPipeline))
 	s.mux.Handle("GET /api/customers", s.admin(s.apiCustomers))
+	s.mux.Handle("GET /v1/customers/{id}/entitlement", s.admin(s.entitlement))
 	s.mux.Handle("GET /api/", s.admin(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	}))
