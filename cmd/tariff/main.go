@@ -27,6 +27,7 @@ var commands = []command{
 	{"send", "publish usage events from files or standard input to a Kafka topic", cmdSend},
 	{"loadgen", "publish a realistic synthetic usage stream to Kafka and write the exact totals it must produce", cmdLoadgen},
 	{"bridge", "run the webhook bridge: an HTTP server partners post usage to, published to Kafka keyed by customer", cmdBridge},
+	{"gateway", "run the AI gateway: OpenAI and Anthropic APIs for your customers, forwarded upstream, each response's usage published to Kafka", cmdGateway},
 	{"setup", "create the first price version, a default rate card (--markup 30%), the Kafka topics and the ClickHouse tables", cmdSetup},
 	{"prices", "prices sync|diff|list|show: record new prices, compare price lists, show the prices in force", cmdPrices},
 	{"config", "config check FILE: validate a configuration file", cmdConfig},
