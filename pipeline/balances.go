@@ -112,30 +112,32 @@ func (b *balances) usage(txn *badger.Txn, events []sinks.RatedEvent) error {
 	return nil
 }
 
-// command decodes and applies one admin command message. A refusal is
-// returned for the dead-letter topic and changes nothing.
-func (b *balances) command(txn *badger.Txn, msg []byte) error {
+// command decodes and applies one admin command message. refused says why
+// the command itself is refused (for the dead-letter topic; nothing
+// changed); err is a failure to read state, which must stop the batch
+// rather than dead-letter a good command.
+func (b *balances) command(txn *badger.Txn, msg []byte) (refused, err error) {
 	var c balance.Command
 	if err := json.Unmarshal(msg, &c); err != nil {
-		return fmt.Errorf("command: %w", err)
+		return fmt.Errorf("command: %w", err), nil
 	}
 	if err := c.Validate(); err != nil {
-		return err
+		return err, nil
 	}
 	a, err := b.account(txn, c.CustomerID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Apply validates before it changes anything, so a refused command
 	// leaves the account as it was.
 	changed, err := a.Apply(&c, &b.fx)
 	if err != nil {
-		return err
+		return err, nil
 	}
 	if changed {
 		b.touch(c.CustomerID)
 	}
-	return nil
+	return nil, nil
 }
 
 // flush appends the changed accounts to muts and returns the batch's

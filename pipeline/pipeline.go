@@ -334,8 +334,12 @@ func (p *Processor) process(work, stop context.Context) error {
 func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) error {
 	format := p.deps.Formats[m.Topic]
 	if format == FormatCommand {
-		if err := p.bal.command(txn, m.Value); err != nil {
-			p.deadLetter(m, "command", err.Error())
+		refused, err := p.bal.command(txn, m.Value)
+		if err != nil {
+			return err
+		}
+		if refused != nil {
+			p.deadLetter(m, "command", refused.Error())
 		}
 		return nil
 	}

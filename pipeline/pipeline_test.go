@@ -532,3 +532,23 @@ func TestBalancesDrawDownAndAlertOncePerCrossing(t *testing.T) {
 		t.Fatalf("redelivery emitted %d alerts and %d rated events, want none", len(al2.alerts), len(h2.sink.events))
 	}
 }
+
+func TestRefusedCommandIsDeadLettered(t *testing.T) {
+	h := newHarness(t, t.TempDir(), topicMsgs("admin", 0,
+		`{"id":"c1","kind":"grant","at":"2026-11-01T00:00:00Z","grant":{"id":"g","amount":"1","currency":"USD"}}`, // no customer
+		`not json`,
+		`{"id":"c2","customer_id":"acme","kind":"grant","at":"2026-11-01T00:00:00Z","grant":{"id":"g","amount":"1","currency":"EUR"}}`))
+	h.p.deps.Formats["admin"] = FormatCommand
+	h.run(t)
+	if len(h.dlq.recs) != 3 {
+		t.Fatalf("%d dead letters, want 3", len(h.dlq.recs))
+	}
+	for _, r := range h.dlq.recs {
+		if r.Decoder != "command" || r.Reason == "" {
+			t.Errorf("dead letter %+v: want stage command with a reason", r)
+		}
+	}
+	if !strings.Contains(h.dlq.recs[0].Reason, "customer_id") || !strings.Contains(h.dlq.recs[2].Reason, "currency") {
+		t.Errorf("reasons %q / %q: want them to name customer_id and currency", h.dlq.recs[0].Reason, h.dlq.recs[2].Reason)
+	}
+}
