@@ -149,6 +149,11 @@ func (b *balances) flush(muts []Mutation) []Mutation {
 	return muts
 }
 
+// maxCachedAccounts bounds the accounts a processor keeps loaded between
+// batches; past it they are dropped (their state is in Badger) rather
+// than let memory grow with the customer count.
+const maxCachedAccounts = 50_000
+
 // committed publishes the changed accounts' views once the batch is
 // durable, and forgets the batch.
 func (b *balances) committed(views *Views) {
@@ -158,6 +163,9 @@ func (b *balances) committed(views *Views) {
 		}
 	}
 	b.reset()
+	if len(b.accounts) > maxCachedAccounts {
+		clear(b.accounts)
+	}
 }
 
 func (b *balances) reset() {
