@@ -10,11 +10,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 
 	"github.com/tariff-dev/tariff/schemas"
 )
@@ -506,25 +504,5 @@ func TestGracefulStop(t *testing.T) {
 	}
 	if _, err := http.Get(url + "/healthz"); err == nil {
 		t.Fatal("server still accepts connections after stopping")
-	}
-}
-
-func TestRetriable(t *testing.T) {
-	f := func(err error, want bool) {
-		t.Helper()
-		if got := retriable(err); got != want {
-			t.Errorf("retriable(%v) = %v, want %v", err, got, want)
-		}
-	}
-	f(kafka.UnknownTopicOrPartition, true)
-	f(kafka.NotLeaderForPartition, true)
-	f(fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true)
-	f(kafka.WriteErrors{nil, kafka.LeaderNotAvailable}, true)
-	f(kafka.WriteErrors{kafka.LeaderNotAvailable, kafka.TopicAuthorizationFailed}, false)
-	f(kafka.TopicAuthorizationFailed, false)
-	f(context.DeadlineExceeded, false)
-	f(errors.New("something else"), false)
-	if !tooLarge(kafka.WriteErrors{nil, kafka.MessageSizeTooLarge}) || !tooLarge(kafka.MessageTooLargeError{}) || tooLarge(kafka.LeaderNotAvailable) {
-		t.Error("tooLarge misclassifies")
 	}
 }
