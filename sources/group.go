@@ -129,11 +129,30 @@ type Generation struct {
 }
 
 // Next blocks until the next generation; it returns an error when ctx ends
-// or the group is closed.
+// or the group is closed, or when the assignment breaks co-partitioning.
+//
+// kafka-go reports the group's transient errors through Next too (a
+// rebalance in progress while dead members time out, a coordinator that
+// moved) and keeps rejoining by itself; those are logged and waited out,
+// never returned: returning them would stop an instance that a restart
+// after a crash puts in exactly that situation.
 func (g *Group) Next(ctx context.Context) (*Generation, error) {
-	gen, err := g.cg.Next(ctx)
-	if err != nil {
-		return nil, err
+	var gen *kafka.Generation
+	for {
+		var err error
+		gen, err = g.cg.Next(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
+			return nil, err
+		}
+		g.log.Warn().Err(err).Msg("consumer group not ready; rejoining")
+		select { // kafka-go backs off itself; this only bounds a busy loop
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 	out := &Generation{gen: gen, ID: gen.ID, Committed: map[string]map[int]int64{}}
 	seen := map[int]int{}
