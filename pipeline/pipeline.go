@@ -263,7 +263,11 @@ func (p *Processor) process(work, stop context.Context) error {
 		}
 	}
 	if len(p.next) == 0 {
-		return nil // everything was already applied
+		// Everything was already applied (a redelivery after a crash
+		// between the state commit and the Kafka commit): catch the group's
+		// committed offsets up, or every restart would fetch it again.
+		p.commitRedelivered()
+		return nil
 	}
 	for topic, next := range p.next {
 		p.muts = append(p.muts, Mutation{Key: offsetKey(p.partition, topic), Value: binary.BigEndian.AppendUint64(nil, uint64(next))})
@@ -325,6 +329,22 @@ func (p *Processor) process(work, stop context.Context) error {
 		Dur("handle", handled.Sub(started)).Dur("sinks", written.Sub(handled)).Dur("changelog", logged.Sub(written)).
 		Dur("state", done.Sub(logged)).Dur("took", done.Sub(started)).Msg("batch done")
 	return nil
+}
+
+// commitRedelivered commits the offsets after a batch that was entirely
+// applied before. They are below or at the stored offsets, so committing
+// them cannot skip anything unapplied.
+func (p *Processor) commitRedelivered() {
+	next := make(map[string]int64)
+	for i := range p.batch.Messages {
+		m := &p.batch.Messages[i]
+		if m.Offset+1 > next[m.Topic] {
+			next[m.Topic] = m.Offset + 1
+		}
+	}
+	if err := p.commit(next); err != nil {
+		p.log.Debug().Err(err).Msg("kafka offset commit failed; the stored offsets cover it")
+	}
 }
 
 // handle decodes, validates, deduplicates and rates one message. A message
