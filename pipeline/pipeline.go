@@ -386,7 +386,7 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 		}
 		if age := now.Sub(ev.Time); age > window {
 			p.deadLetter(m, "validate", eventReason(i, len(p.events), fmt.Errorf(
-				"time: %s is older than the %s deduplication window: it can no longer be told apart from a duplicate; re-rate it with tariff replay",
+				"time: %s is older than the %s deduplication window: it can no longer be told apart from a duplicate, so it is refused rather than risk billing it twice",
 				ev.Time.UTC().Format(time.RFC3339), window)))
 			return nil
 		}
