@@ -97,13 +97,13 @@ func New(cfg Config, pub Publisher, log zerolog.Logger) (*Bridge, error) {
 				{Key: HeaderFormat, Value: []byte(ec.Format)},
 			},
 		}
-		tok, err := ec.Token.load(f + ".token")
+		tok, err := ec.Token.Load(f+".token", minSecretBytes)
 		if err != nil {
 			errs = append(errs, err)
 		}
 		e.tokenSum = sha256.Sum256(tok)
 		if ec.HMAC != nil {
-			if e.hmacKey, err = ec.HMAC.Secret.load(f + ".hmac.secret"); err != nil {
+			if e.hmacKey, err = ec.HMAC.Secret.Load(f+".hmac.secret", minSecretBytes); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tariff-dev/tariff/schemas"
+	"github.com/tariff-dev/tariff/sources/secret"
 )
 
 // Defaults of Config and Endpoint.
@@ -125,50 +126,8 @@ type HMACConfig struct {
 }
 
 // Secret says where a secret is read from: an environment variable or a
-// file (whose surrounding whitespace, such as a final newline, is trimmed).
-// Exactly one of the two. Secrets are read once, at start, and never
-// logged.
-type Secret struct {
-	Env  string `yaml:"env"`
-	File string `yaml:"file"`
-}
-
-// String never reveals the secret, only where it comes from.
-func (s Secret) String() string {
-	switch {
-	case s.Env != "":
-		return "env:" + s.Env
-	case s.File != "":
-		return "file:" + s.File
-	}
-	return "unset"
-}
-
-// load reads the secret.
-func (s Secret) load(field string) ([]byte, error) {
-	var v []byte
-	switch {
-	case s.Env != "":
-		e, ok := os.LookupEnv(s.Env)
-		if !ok {
-			return nil, fmt.Errorf("%s.env: environment variable %s is not set", field, s.Env)
-		}
-		v = []byte(strings.TrimSpace(e))
-	case s.File != "":
-		b, err := os.ReadFile(s.File)
-		if err != nil {
-			return nil, fmt.Errorf("%s.file: %w", field, err)
-		}
-		v = bytes.TrimSpace(b)
-	default:
-		return nil, fmt.Errorf("%s: expected env or file", field)
-	}
-	if len(v) < minSecretBytes {
-		// Do not say what was found, only how long it is.
-		return nil, fmt.Errorf("%s (%s): %d bytes: expected at least %d", field, s, len(v), minSecretBytes)
-	}
-	return v, nil
-}
+// file, never the configuration itself.
+type Secret = secret.Secret
 
 // SetDefaults fills zero fields with their documented defaults.
 func (c *Config) SetDefaults() {
@@ -286,7 +245,7 @@ func (c *Config) Validate() error {
 		if e.Topic == "" {
 			add("%s.topic: empty: expected the Kafka topic to publish to", f)
 		}
-		errs = append(errs, e.Token.validate(f+".token"))
+		errs = append(errs, e.Token.Validate(f+".token"))
 		if e.MaxBodyBytes <= 0 {
 			add("%s.max_body_bytes: %d: expected a positive size in bytes", f, e.MaxBodyBytes)
 		}
@@ -298,7 +257,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		if h := e.HMAC; h != nil {
-			errs = append(errs, h.Secret.validate(f+".hmac.secret"))
+			errs = append(errs, h.Secret.Validate(f+".hmac.secret"))
 			for _, hdr := range []struct{ name, v string }{{"signature_header", h.SignatureHeader}, {"timestamp_header", h.TimestampHeader}} {
 				if hdr.v == "" || strings.ContainsAny(hdr.v, " :\t\r\n") {
 					add("%s.hmac.%s: %q: expected an HTTP header name", f, hdr.name, hdr.v)
@@ -313,16 +272,6 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (s Secret) validate(field string) error {
-	switch {
-	case s.Env == "" && s.File == "":
-		return fmt.Errorf("%s: expected env (an environment variable name) or file (a path)", field)
-	case s.Env != "" && s.File != "":
-		return fmt.Errorf("%s: both env and file are set: expected one", field)
-	}
-	return nil
 }
 
 // decodeOptions maps CustomerFields onto the decoder option of the format.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tariff-dev/tariff/sources/secret"
 )
 
 // Defaults of Config and its parts.
@@ -232,62 +234,8 @@ type Route struct {
 }
 
 // Secret says where a secret is read from: an environment variable or a
-// file (surrounding whitespace trimmed). Exactly one. Read once at start;
-// never logged.
-type Secret struct {
-	Env  string `yaml:"env"`
-	File string `yaml:"file"`
-}
-
-// IsSet reports whether the secret names a source.
-func (s Secret) IsSet() bool { return s.Env != "" || s.File != "" }
-
-// String never reveals the secret, only where it comes from.
-func (s Secret) String() string {
-	switch {
-	case s.Env != "":
-		return "env:" + s.Env
-	case s.File != "":
-		return "file:" + s.File
-	}
-	return "unset"
-}
-
-func (s Secret) validate(field string) error {
-	switch {
-	case !s.IsSet():
-		return fmt.Errorf("%s: expected env (an environment variable name) or file (a path)", field)
-	case s.Env != "" && s.File != "":
-		return fmt.Errorf("%s: both env and file are set: expected one", field)
-	}
-	return nil
-}
-
-// load reads the secret; it must be at least minLen bytes.
-func (s Secret) load(field string, minLen int) ([]byte, error) {
-	var v []byte
-	switch {
-	case s.Env != "":
-		e, ok := os.LookupEnv(s.Env)
-		if !ok {
-			return nil, fmt.Errorf("%s.env: environment variable %s is not set", field, s.Env)
-		}
-		v = []byte(strings.TrimSpace(e))
-	case s.File != "":
-		b, err := os.ReadFile(s.File)
-		if err != nil {
-			return nil, fmt.Errorf("%s.file: %w", field, err)
-		}
-		v = bytes.TrimSpace(b)
-	default:
-		return nil, fmt.Errorf("%s: expected env or file", field)
-	}
-	if len(v) < minLen {
-		// Say how long it is, never what it is.
-		return nil, fmt.Errorf("%s (%s): %d bytes: expected at least %d", field, s, len(v), minLen)
-	}
-	return v, nil
-}
+// file, never the configuration itself.
+type Secret = secret.Secret
 
 // SetDefaults fills zero fields with their documented defaults.
 func (c *Config) SetDefaults() {
@@ -432,7 +380,7 @@ func (c *Config) Validate() error {
 		add("gateway.keys.file: empty: expected the path of the key file")
 	}
 	if t := c.Trusted; t != nil {
-		errs = append(errs, t.Secret.validate("gateway.trusted_header.secret"))
+		errs = append(errs, t.Secret.Validate("gateway.trusted_header.secret"))
 		if t.CustomerHeader == "" || strings.ContainsAny(t.CustomerHeader, " :\t\r\n") {
 			add("gateway.trusted_header.customer_header: %q: expected an HTTP header name", t.CustomerHeader)
 		}
@@ -446,7 +394,7 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(e.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			add("gateway.entitlement.url: %q: expected an http or https base URL", e.URL)
 		}
-		errs = append(errs, e.Token.validate("gateway.entitlement.token"))
+		errs = append(errs, e.Token.Validate("gateway.entitlement.token"))
 	} else if e.Token.IsSet() {
 		add("gateway.entitlement.token: set without entitlement.url: expected both or neither")
 	}
@@ -493,7 +441,7 @@ func (c *Config) Validate() error {
 			add("%s.base_url: %q: expected an http or https URL without a query, e.g. https://api.openai.com/v1", f, u.BaseURL)
 		}
 		if u.Key.IsSet() || u.Kind != KindOpenAICompatible {
-			errs = append(errs, u.Key.validate(f+".key"))
+			errs = append(errs, u.Key.Validate(f+".key"))
 		}
 		if len(u.APIs) == 0 {
 			add("%s.apis: empty: expected one or more of chat_completions, responses, messages", f)

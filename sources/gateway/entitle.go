@@ -72,7 +72,7 @@ func NewHTTPEntitler(cfg EntitlementConfig) (*HTTPEntitler, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("gateway.entitlement.url: empty: expected the entitlement service's base URL")
 	}
-	tok, err := cfg.Token.load("gateway.entitlement.token", minSecretBytes)
+	tok, err := cfg.Token.Load("gateway.entitlement.token", minSecretBytes)
 	if err != nil {
 		return nil, err
 	}

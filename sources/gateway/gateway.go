@@ -118,7 +118,7 @@ func New(cfg Config, pub Publisher, log zerolog.Logger, opts ...Option) (*Gatewa
 		g.upstreams[u.cfg.Name] = u
 	}
 	if t := cfg.Trusted; t != nil {
-		sec, err := t.Secret.load("gateway.trusted_header.secret", minSecretBytes)
+		sec, err := t.Secret.Load("gateway.trusted_header.secret", minSecretBytes)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -193,7 +193,7 @@ func newUpstream(c Upstream, field string) (*upstream, error) {
 		u.url[a] = base + apiSuffix[a]
 	}
 	if c.Key.IsSet() {
-		key, err := c.Key.load(field+".key", 1)
+		key, err := c.Key.Load(field+".key", 1)
 		if err != nil {
 			return nil, err
 		}
