@@ -9,6 +9,7 @@ package sources
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -103,4 +104,16 @@ func (b *Batch) Reset() {
 	clear(b.Messages) // drop references so the payloads can be collected
 	b.Messages = b.Messages[:0]
 	b.Bytes = 0
+}
+
+// SplitList splits a comma-separated list (broker addresses from a flag or
+// an environment variable), dropping blanks and surrounding spaces.
+func SplitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/tariff-dev/tariff/sources/bridge"
+
+	"github.com/tariff-dev/tariff/sources"
 )
 
 func cmdBridge(args []string, stdout, stderr io.Writer) error {
@@ -57,7 +59,7 @@ Stop with SIGINT or SIGTERM: requests in flight are answered first.`, "", stderr
 		cfg.Listen = *listen
 	}
 	if *brokers != "" {
-		cfg.Brokers = bridge.SplitList(*brokers)
+		cfg.Brokers = sources.SplitList(*brokers)
 	}
 	log := newLogger(LogConfig{Level: *logLevel, Format: *logFormat}, stderr)
 	pub := bridge.NewKafkaPublisher(*cfg, log)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -255,7 +254,7 @@ var envOverrides = []struct {
 	name string
 	set  func(c *Config, v string)
 }{
-	{"TARIFF_KAFKA_BROKERS", func(c *Config, v string) { c.Kafka.Brokers = splitList(v) }},
+	{"TARIFF_KAFKA_BROKERS", func(c *Config, v string) { c.Kafka.Brokers = sources.SplitList(v) }},
 	{"TARIFF_KAFKA_GROUP_ID", func(c *Config, v string) { c.Kafka.GroupID = v }},
 	{"TARIFF_KAFKA_SASL_USERNAME", func(c *Config, v string) { c.Kafka.Security.SASL.Username = v }},
 	{"TARIFF_KAFKA_SASL_PASSWORD", func(c *Config, v string) { c.Kafka.Security.SASL.Password = v }},
@@ -269,16 +268,6 @@ var envOverrides = []struct {
 	{"TARIFF_MARKUP", func(c *Config, v string) { c.Prices.Markup = v }},
 	{"TARIFF_LOG_LEVEL", func(c *Config, v string) { c.Log.Level = v }},
 	{"TARIFF_OPS_LISTEN", func(c *Config, v string) { c.Ops.Listen = v }},
-}
-
-func splitList(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // LoadConfig reads path (none: the embedded default), applies environment

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/tariff-dev/tariff/sources/gateway"
+
+	"github.com/tariff-dev/tariff/sources"
 )
 
 func cmdGateway(args []string, stdout, stderr io.Writer) error {
@@ -70,7 +72,7 @@ Keys: tariff gateway keys add|list|revoke (tariff gateway keys --help).`, "", st
 		cfg.Listen = *listen
 	}
 	if *brokers != "" {
-		cfg.Brokers = gateway.SplitList(*brokers)
+		cfg.Brokers = sources.SplitList(*brokers)
 	}
 	log := newLogger(LogConfig{Level: *logLevel, Format: *logFormat}, stderr)
 	pub := gateway.NewKafkaPublisher(*cfg, log, gateway.KafkaOptions{})

@@ -13,6 +13,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/tariff-dev/tariff/bench/loadgen"
+
+	"github.com/tariff-dev/tariff/sources"
 )
 
 func cmdLoadgen(args []string, stdout, stderr io.Writer) error {
@@ -134,7 +136,7 @@ publishing.`, "", stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	bl := splitList(*brokers)
+	bl := sources.SplitList(*brokers)
 	if *partitions > 0 {
 		tctx, cancel := context.WithTimeout(ctx, time.Minute)
 		err := loadgen.EnsureTopics(tctx, bl[0], *partitions, cfg.Topics.Gateway, cfg.Topics.Partner, cfg.Topics.Meter)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/tariff-dev/tariff/sources"
 )
 
 func cmdSend(args []string, stdout, stderr io.Writer) error {
@@ -42,7 +44,7 @@ sent as its own message), or one object per line.`, "[FILE...]", stderr)
 		return fmt.Errorf("no events found in %v", files)
 	}
 	w := &kafka.Writer{
-		Addr:                   kafka.TCP(splitList(*brokers)...),
+		Addr:                   kafka.TCP(sources.SplitList(*brokers)...),
 		Topic:                  *topic,
 		Balancer:               &kafka.Hash{},
 		RequiredAcks:           kafka.RequireAll,

@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tariff-dev/tariff/schemas"
+	"github.com/tariff-dev/tariff/sources"
 	"github.com/tariff-dev/tariff/sources/secret"
 )
 
@@ -316,7 +317,7 @@ func LoadFile(path string) (*Config, error) {
 		c.Listen = v
 	}
 	if v, ok := os.LookupEnv(envBrokers); ok && v != "" {
-		c.Brokers = SplitList(v)
+		c.Brokers = sources.SplitList(v)
 	}
 	if v, ok := os.LookupEnv(envTLSCert); ok && v != "" {
 		c.TLSCertFile = v
@@ -325,15 +326,4 @@ func LoadFile(path string) (*Config, error) {
 		c.TLSKeyFile = v
 	}
 	return &c, nil
-}
-
-// SplitList splits a comma-separated list, dropping empty items.
-func SplitList(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }

@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tariff-dev/tariff/sources"
 	"github.com/tariff-dev/tariff/sources/secret"
 )
 
@@ -507,7 +508,7 @@ func LoadFile(path string) (*Config, error) {
 		set func(string)
 	}{
 		{envListen, func(v string) { c.Listen = v }},
-		{envBrokers, func(v string) { c.Brokers = SplitList(v) }},
+		{envBrokers, func(v string) { c.Brokers = sources.SplitList(v) }},
 		{envTopic, func(v string) { c.Topic = v }},
 		{envSpoolDir, func(v string) { c.Spool.Dir = v }},
 		{envKeysFile, func(v string) { c.Keys.File = v }},
@@ -517,15 +518,4 @@ func LoadFile(path string) (*Config, error) {
 		}
 	}
 	return &c, nil
-}
-
-// SplitList splits a comma-separated list, dropping empty items.
-func SplitList(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
