@@ -41,15 +41,9 @@ Stop with SIGINT or SIGTERM: requests in flight are answered first.`, "", stderr
 		fmt.Fprintln(stderr, "tariff bridge: --config FILE is required: it lists the partner endpoints (see sources/bridge/README.md)")
 		return errUsage
 	}
-	switch *logLevel {
-	case "trace", "debug", "info", "warn", "error":
-	default:
-		return fmt.Errorf("--log-level %q: expected trace, debug, info, warn or error", *logLevel)
-	}
-	switch *logFormat {
-	case "", "console", "json":
-	default:
-		return fmt.Errorf("--log-format %q: expected console or json", *logFormat)
+	logCfg := LogConfig{Level: *logLevel, Format: *logFormat}
+	if err := logCfg.validate("--log-level ", "--log-format "); err != nil {
+		return err
 	}
 	cfg, err := bridge.LoadFile(*configPath)
 	if err != nil {
@@ -61,7 +55,7 @@ Stop with SIGINT or SIGTERM: requests in flight are answered first.`, "", stderr
 	if *brokers != "" {
 		cfg.Brokers = sources.SplitList(*brokers)
 	}
-	log := newLogger(LogConfig{Level: *logLevel, Format: *logFormat}, stderr)
+	log := newLogger(logCfg, stderr)
 	pub := bridge.NewKafkaPublisher(*cfg, log)
 	b, err := bridge.New(*cfg, pub, log)
 	if err != nil {

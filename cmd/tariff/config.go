@@ -129,6 +129,24 @@ type LogConfig struct {
 	Format string `yaml:"format"`
 }
 
+// validate checks the level and the format; level and format name the
+// two settings in errors (the config fields, or the flags of commands that
+// take them directly).
+func (l LogConfig) validate(level, format string) error {
+	var errs []error
+	switch l.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("%s%q: expected trace, debug, info, warn or error", level, l.Level))
+	}
+	switch l.Format {
+	case "", "console", "json":
+	default:
+		errs = append(errs, fmt.Errorf("%s%q: expected console or json", format, l.Format))
+	}
+	return errors.Join(errs...)
+}
+
 // Default topic names of the embedded default and the example config.
 const (
 	TopicGateway    = "tariff.usage.gateway"
@@ -228,16 +246,7 @@ func (c *Config) Validate() error {
 	if err := c.Prices.SyncConfig.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	switch c.Log.Level {
-	case "trace", "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("log.level: %q: expected trace, debug, info, warn or error", c.Log.Level))
-	}
-	switch c.Log.Format {
-	case "", "console", "json":
-	default:
-		errs = append(errs, fmt.Errorf("log.format: %q: expected console or json", c.Log.Format))
-	}
+	errs = append(errs, c.Log.validate("log.level: ", "log.format: "))
 	if c.MemoryLimit != nil && *c.MemoryLimit != 0 && *c.MemoryLimit < 64<<20 {
 		errs = append(errs, fmt.Errorf("memory_limit: %d: expected 0 (no limit) or at least 67108864 bytes (64 MiB)", *c.MemoryLimit))
 	}

@@ -54,15 +54,9 @@ Keys: tariff gateway keys add|list|revoke (tariff gateway keys --help).`, "", st
 		fmt.Fprintln(stderr, "tariff gateway: --config FILE is required: it lists the upstreams and routes (see sources/gateway/README.md)")
 		return errUsage
 	}
-	switch *logLevel {
-	case "trace", "debug", "info", "warn", "error":
-	default:
-		return fmt.Errorf("--log-level %q: expected trace, debug, info, warn or error", *logLevel)
-	}
-	switch *logFormat {
-	case "", "console", "json":
-	default:
-		return fmt.Errorf("--log-format %q: expected console or json", *logFormat)
+	logCfg := LogConfig{Level: *logLevel, Format: *logFormat}
+	if err := logCfg.validate("--log-level ", "--log-format "); err != nil {
+		return err
 	}
 	cfg, err := gateway.LoadFile(*configPath)
 	if err != nil {
@@ -74,7 +68,7 @@ Keys: tariff gateway keys add|list|revoke (tariff gateway keys --help).`, "", st
 	if *brokers != "" {
 		cfg.Brokers = sources.SplitList(*brokers)
 	}
-	log := newLogger(LogConfig{Level: *logLevel, Format: *logFormat}, stderr)
+	log := newLogger(logCfg, stderr)
 	pub := gateway.NewKafkaPublisher(*cfg, log, gateway.KafkaOptions{})
 	g, err := gateway.New(*cfg, pub, log)
 	if err != nil {
