@@ -36,6 +36,31 @@ func sonnet(id string, t time.Time) []byte {
 	return []byte(fmt.Sprintf(sonnetEvent, id, t.UTC().Format(time.RFC3339Nano)))
 }
 
+// realServersConfig makes the topics (a gateway input and a dead-letter
+// topic, 3 partitions) and the configuration of a test of tariff run on
+// the real broker and ClickHouse, with a 30% markup; the ClickHouse
+// database and the group are named name.
+func realServersConfig(t *testing.T, prefix string) (cfg *Config, name, in, dlq string) {
+	t.Helper()
+	broker := testenv.Kafka(t)
+	chAddr := testenv.ClickHouse(t)
+	name = testenv.Name(t, prefix)
+	in, dlq = name+".gateway", name+".dlq"
+	testenv.CreateTopics(t, broker, 3, in, dlq)
+	cfg = &Config{}
+	cfg.Kafka.Brokers = []string{broker}
+	cfg.Kafka.GroupID = name
+	cfg.Kafka.Topics = map[string]string{in: "gateway"}
+	cfg.Kafka.DeadLetterTopic = dlq
+	cfg.ClickHouse.Enabled = "true"
+	cfg.ClickHouse.Addr = chAddr
+	cfg.ClickHouse.Database = name
+	cfg.State.Dir = t.TempDir()
+	cfg.Prices.Markup = "30"
+	cfg.Log.Level = "warn"
+	return cfg, name, in, dlq
+}
+
 // startTariff runs runTariff in the background and returns the broker it
 // consumes from and a stop function that waits for a clean exit.
 func startTariff(t *testing.T, cfg *Config, stdout io.Writer) (brokers []string, stop func()) {
@@ -100,23 +125,7 @@ func produce(t *testing.T, brokers []string, topic string, msgs ...kafka.Message
 // read back from ClickHouse to the last digit; a malformed message lands in
 // the dead-letter topic with its reason; a redelivered copy is not billed.
 func TestEndToEndRealServers(t *testing.T) {
-	broker := testenv.Kafka(t)
-	chAddr := testenv.ClickHouse(t)
-	name := testenv.Name(t, "e2e")
-	in, dlq := name+".gateway", name+".dlq"
-	testenv.CreateTopics(t, broker, 3, in, dlq)
-
-	cfg := &Config{}
-	cfg.Kafka.Brokers = []string{broker}
-	cfg.Kafka.GroupID = name
-	cfg.Kafka.Topics = map[string]string{in: "gateway"}
-	cfg.Kafka.DeadLetterTopic = dlq
-	cfg.ClickHouse.Enabled = "true"
-	cfg.ClickHouse.Addr = chAddr
-	cfg.ClickHouse.Database = name
-	cfg.State.Dir = t.TempDir()
-	cfg.Prices.Markup = "30"
-	cfg.Log.Level = "warn"
+	cfg, name, in, dlq := realServersConfig(t, "e2e")
 	brokers, stop := startTariff(t, cfg, io.Discard)
 
 	at := time.Date(2026, 11, 20, 9, 30, 0, 0, time.UTC)

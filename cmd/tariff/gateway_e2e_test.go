@@ -19,7 +19,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/tariff-dev/tariff/pipeline/testenv"
 	"github.com/tariff-dev/tariff/schemas"
 	"github.com/tariff-dev/tariff/sinks"
 	"github.com/tariff-dev/tariff/sources/gateway"
@@ -115,23 +114,8 @@ func (c gatewayCall) body() string {
 // callers are answered as usual, the events wait in the spool, and once
 // Kafka is back nothing is missing and nothing is doubled.
 func TestGatewayEndToEndRealServers(t *testing.T) {
-	broker := testenv.Kafka(t)
-	chAddr := testenv.ClickHouse(t)
-	name := testenv.Name(t, "gw")
-	topic, dlq := name+".gateway", name+".dlq"
-	testenv.CreateTopics(t, broker, 3, topic, dlq)
-
-	cfg := &Config{}
-	cfg.Kafka.Brokers = []string{broker}
-	cfg.Kafka.GroupID = name
-	cfg.Kafka.Topics = map[string]string{topic: "gateway"}
-	cfg.Kafka.DeadLetterTopic = dlq
-	cfg.ClickHouse.Enabled = "true"
-	cfg.ClickHouse.Addr = chAddr
-	cfg.ClickHouse.Database = name
-	cfg.State.Dir = t.TempDir()
-	cfg.Prices.Markup = "30"
-	cfg.Log.Level = "warn"
+	cfg, name, topic, dlq := realServersConfig(t, "gw")
+	broker := cfg.Kafka.Brokers[0]
 	_, stopTariff := startTariff(t, cfg, io.Discard)
 
 	const openaiKey, anthropicKey = "sk-e2e-openai-0123456789", "sk-ant-e2e-0123456789"
