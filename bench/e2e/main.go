@@ -1,16 +1,32 @@
 // Command e2e measures tariff end to end on the real Kafka broker and
-// ClickHouse server, beside the bare tools on the same topics, and writes
-// a Markdown report. See bench/README.md.
+// ClickHouse server, beside the bare tools on the same topics and table,
+// and writes a Markdown report. See bench/README.md.
+//
+// One run has up to three parts:
+//
+//   - throughput: a loadgen stream is published, read by a bare kafka-go
+//     consumer (the reading baseline), then by `tariff run` as fast as it
+//     can; tariff's totals in ClickHouse are checked against the
+//     generator's to the last digit;
+//   - the bare ClickHouse writer: the same rated rows inserted with
+//     clickhouse-go alone into a scratch copy of rated_lines (the writing
+//     baseline);
+//   - latency (-rate): a fresh stream produced at a fixed rate, with the
+//     time from produce to the row being queryable in ClickHouse and from
+//     produce to the zero-balance alert it causes.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,19 +40,107 @@ import (
 	"github.com/tariff-dev/tariff/sinks"
 )
 
+// options are the command's flags.
+type options struct {
+	broker, clickhouse string
+	events, customers  int
+	partitions         int
+	memLimit           string
+	bin                string
+	out                string
+	// chBaseline runs the bare ClickHouse writer after the throughput run.
+	chBaseline bool
+	// rate is "" (no latency run), messages per second, or "half": half
+	// of the messages per second tariff reached in the throughput run.
+	rate          string
+	latencyEvents int
+	poll          time.Duration
+	grant         string // each customer's grant in the latency run, USD
+	batchMessages int    // tariff's kafka.max_batch_messages (its default)
+	log           io.Writer
+}
+
 func main() {
-	broker := flag.String("brokers", "127.0.0.1:9092", "Kafka bootstrap address")
-	chAddr := flag.String("clickhouse", "127.0.0.1:9000", "ClickHouse native address")
-	events := flag.Int("events", 500_000, "messages in the stream")
-	customers := flag.Int("customers", 100_000, "customers in the stream")
-	partitions := flag.Int("partitions", 4, "partitions of each input topic")
-	memLimit := flag.String("memory-limit", "469762048", "tariff's memory_limit in bytes (0: none)")
-	bin := flag.String("tariff", "", "tariff binary (default: built from ./cmd/tariff)")
-	out := flag.String("out", "", "report file (default bench/results/e2e-<date>.md)")
+	var o options
+	flag.StringVar(&o.broker, "brokers", "127.0.0.1:9092", "Kafka bootstrap address")
+	flag.StringVar(&o.clickhouse, "clickhouse", "127.0.0.1:9000", "ClickHouse native address")
+	flag.IntVar(&o.events, "events", 500_000, "messages in the throughput stream")
+	flag.IntVar(&o.customers, "customers", 100_000, "customers in the streams")
+	flag.IntVar(&o.partitions, "partitions", 4, "partitions of each input topic")
+	flag.StringVar(&o.memLimit, "memory-limit", "469762048", "tariff's memory_limit in bytes (0: none)")
+	flag.StringVar(&o.bin, "tariff", "", "tariff binary (default: built from ./cmd/tariff)")
+	flag.StringVar(&o.out, "out", "", "report file (default bench/results/e2e-<date>.md; - for standard output only)")
+	flag.BoolVar(&o.chBaseline, "clickhouse-baseline", true, "also insert the same rows with a bare clickhouse-go writer")
+	flag.StringVar(&o.rate, "rate", "", "latency run at this many messages per second, or \"half\" of tariff's measured rate (empty: no latency run)")
+	flag.IntVar(&o.latencyEvents, "latency-events", 0, "messages in the latency run's stream (default: -events)")
+	flag.DurationVar(&o.poll, "poll", 50*time.Millisecond, "how often the latency run asks ClickHouse for the highest offset written")
+	flag.StringVar(&o.grant, "grant", "0.000001", "each customer's credit grant in the latency run, USD (tiny: the first event exhausts it)")
 	flag.Parse()
-	if err := run(*broker, *chAddr, *events, *customers, *partitions, *memLimit, *bin, *out); err != nil {
+	o.log = os.Stdout
+	out, err := measure(context.Background(), o)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
+	}
+	report := out.render()
+	path := o.out
+	if path == "" {
+		path = filepath.Join("bench", "results", "e2e-"+time.Now().UTC().Format("2006-01-02")+".md")
+	}
+	if path != "-" {
+		if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			os.Exit(1)
+		}
+	}
+	fmt.Print(report)
+}
+
+// outcome is everything one run measured.
+type outcome struct {
+	o     options
+	exp   *loadgen.Expected
+	st    loadgen.PublishStats
+	base  result
+	tput  result
+	bw    *writerResult  // nil without -clickhouse-baseline
+	lat   *latencyResult // nil without -rate
+	db    string         // the throughput run's ClickHouse database
+	chRow int64          // rows tariff wrote to rated_lines (FINAL)
+
+	chVersion string
+}
+
+func (o *options) validate() error {
+	var errs []error
+	if o.events <= 0 || o.customers <= 0 || o.partitions <= 0 {
+		errs = append(errs, fmt.Errorf("-events %d, -customers %d, -partitions %d: expected positive counts", o.events, o.customers, o.partitions))
+	}
+	if o.rate != "" && o.rate != "half" {
+		if r, err := strconv.ParseFloat(o.rate, 64); err != nil || r <= 0 {
+			errs = append(errs, fmt.Errorf("-rate %q: expected messages per second (a positive number) or \"half\"", o.rate))
+		}
+	}
+	if o.poll < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("-poll %s: expected at least 10ms", o.poll))
+	}
+	if d, err := decimal.NewFromString(o.grant); err != nil || !d.IsPositive() {
+		errs = append(errs, fmt.Errorf("-grant %q: expected a positive amount in USD", o.grant))
+	}
+	return errors.Join(errs...)
+}
+
+// streamConfig is the loadgen stream of n messages to topics.
+func (o *options) streamConfig(n int, topics loadgen.Topics) loadgen.Config {
+	cfg := loadgen.DefaultConfig()
+	cfg.Events, cfg.Customers, cfg.Topics, cfg.Markup = n, o.customers, topics, "30"
+	cfg.Start = time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
+	return cfg
+}
+
+func (o *options) logf(format string, a ...any) {
+	if o.log != nil {
+		fmt.Fprintf(o.log, format, a...)
 	}
 }
 
@@ -48,113 +152,230 @@ type result struct {
 	rss    int64 // KiB
 }
 
-func run(broker, chAddr string, n, customers, partitions int, memLimit, bin, out string) error {
-	ctx := context.Background()
-	if bin == "" {
-		bin = filepath.Join(os.TempDir(), "tariff-e2e")
-		if o, err := exec.Command("go", "build", "-o", bin, "./cmd/tariff").CombinedOutput(); err != nil {
-			return fmt.Errorf("build tariff: %v\n%s", err, o)
+func measure(ctx context.Context, o options) (*outcome, error) {
+	if o.latencyEvents == 0 {
+		o.latencyEvents = o.events
+	}
+	if o.batchMessages == 0 {
+		o.batchMessages = 5000
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if o.bin == "" {
+		o.bin = filepath.Join(os.TempDir(), "tariff-e2e")
+		if out, err := exec.Command("go", "build", "-o", o.bin, "./cmd/tariff").CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("build tariff: %v\n%s", err, out)
 		}
 	}
-	name := fmt.Sprintf("e2e%d", time.Now().Unix())
+	name := fmt.Sprintf("e2e%d", time.Now().UnixNano()/int64(time.Millisecond))
 	topics := loadgen.Topics{Gateway: name + ".gw", Partner: name + ".partner", Meter: name + ".meter", DeadLetter: name + ".dlq"}
-	if err := createTopics(ctx, broker, partitions, topics.Gateway, topics.Partner, topics.Meter, topics.DeadLetter); err != nil {
-		return err
+	if err := createTopics(ctx, o.broker, o.partitions, nil, topics.Gateway, topics.Partner, topics.Meter, topics.DeadLetter); err != nil {
+		return nil, err
 	}
-	cfg := loadgen.DefaultConfig()
-	cfg.Events, cfg.Customers, cfg.Topics, cfg.Markup = n, customers, topics, "30"
-	cfg.Start = time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
+	cfg := o.streamConfig(o.events, topics)
 	g, err := loadgen.New(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	st, err := loadgen.Publish(ctx, g, loadgen.PublishConfig{Brokers: []string{broker}})
+	st, err := loadgen.Publish(ctx, g, loadgen.PublishConfig{Brokers: []string{o.broker}})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	exp := g.Expected()
-	fmt.Printf("published %d messages (%d events) in %s\n", st.Messages, exp.Counts.Events, st.Elapsed.Round(time.Millisecond))
+	o.logf("published %d messages (%d events) in %s\n", st.Messages, exp.Counts.Events, st.Elapsed.Round(time.Millisecond))
 
 	// Baseline: a bare kafka-go consumer group reading the same topics.
-	base, err := bareConsumer(ctx, broker, name+"-bare", []string{topics.Gateway, topics.Partner, topics.Meter}, st.Messages)
+	inputs := []string{topics.Gateway, topics.Partner, topics.Meter}
+	base, err := bareConsumer(ctx, o.broker, name+"-bare", inputs, st.Messages)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	fmt.Printf("bare kafka-go consumer: %d messages in %s\n", st.Messages, base.wall.Round(time.Millisecond))
+	o.logf("bare kafka-go consumer: %d messages in %s\n", st.Messages, base.wall.Round(time.Millisecond))
 
 	// tariff itself.
-	dir, err := os.MkdirTemp("", "tariff-e2e")
+	tr, err := startTariff(o, name, topics, "", "")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	conf := filepath.Join(dir, "tariff.yaml")
-	y := fmt.Sprintf("kafka:\n  brokers: [%s]\n  group_id: %s\n  topics:\n    %s: gateway\n    %s: auto\n    %s: meter\n  dead_letter_topic: %s\n"+
-		"clickhouse:\n  enabled: \"true\"\n  addr: %s\n  database: %s\nstate:\n  dir: %s\nprices:\n  markup: \"30\"\nlog:\n  level: warn\n  format: json\nmemory_limit: %s\n",
-		broker, name, topics.Gateway, topics.Partner, topics.Meter, topics.DeadLetter, chAddr, name, filepath.Join(dir, "state"), memLimit)
-	if err := os.WriteFile(conf, []byte(y), 0o644); err != nil {
-		return err
-	}
-	cmd := exec.Command(bin, "run", "--config", conf)
-	logf, _ := os.Create(filepath.Join(dir, "tariff.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer cmd.Process.Kill()
-	chCfg := sinks.ClickHouseConfig{Addr: chAddr, Database: name}
-	inputs := []string{topics.Gateway, topics.Partner, topics.Meter}
-	var rss int64
+	defer tr.stop()
 	// Done when the group has committed every input offset (tariff commits
 	// only after the batch is durable); exactness is then checked once.
-	for {
-		time.Sleep(200 * time.Millisecond)
-		rss = max(rss, peakRSS(cmd.Process.Pid))
-		if caughtUp(ctx, broker, name, inputs) {
-			break
-		}
-		if time.Since(start) > 10*time.Minute {
-			return fmt.Errorf("tariff did not catch up in 10 minutes")
-		}
+	if err := tr.waitCaughtUp(ctx, o.broker, name, inputs, 10*time.Minute); err != nil {
+		return nil, err
 	}
-	wall := time.Since(start)
-	cpu := cpuTime(cmd.Process.Pid)
-	rss = max(rss, peakRSS(cmd.Process.Pid))
+	wall := time.Since(tr.started)
+	cpu := cpuTime(tr.cmd.Process.Pid)
+	rss := max(tr.rss, peakRSS(tr.cmd.Process.Pid))
+	chCfg := sinks.ClickHouseConfig{Addr: o.clickhouse, Database: name}
 	got, err := observedDaily(ctx, chCfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	diffs, err := exp.Compare(got)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(diffs) > 0 {
-		return fmt.Errorf("tariff's totals differ from the expectation:\n%s", loadgen.Summarize(diffs, 10))
+		return nil, fmt.Errorf("tariff's totals differ from the expectation:\n%s", loadgen.Summarize(diffs, 10))
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	_ = cmd.Wait()
-	tr := result{name: "tariff run", events: exp.Counts.Events, wall: wall, cpu: cpu, rss: rss}
+	tr.stop()
+	tput := result{name: "tariff run", events: exp.Counts.Events, wall: wall, cpu: cpu, rss: rss}
+	o.logf("tariff: %d events in %s\n", exp.Counts.Events, wall.Round(time.Millisecond))
 
-	report := renderReport(n, customers, partitions, memLimit, exp, st, base, tr)
-	if out == "" {
-		out = filepath.Join("bench", "results", "e2e-"+time.Now().UTC().Format("2006-01-02")+".md")
+	var bw *writerResult
+	conn, err := sinks.OpenClickHouse(ctx, chCfg)
+	if err != nil {
+		return nil, err
 	}
-	if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
-		return err
+	defer conn.Close()
+	var chVersion string
+	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&chVersion); err != nil {
+		return nil, fmt.Errorf("clickhouse version: %w", err)
 	}
-	fmt.Print(report)
-	return nil
+	var chRows uint64
+	// FINAL: a batch redelivered after a retried insert would be counted
+	// twice otherwise.
+	if err := conn.QueryRow(ctx, "SELECT count() FROM rated_lines FINAL").Scan(&chRows); err != nil {
+		return nil, fmt.Errorf("count tariff's rated_lines: %w", err)
+	}
+	if o.chBaseline {
+		w, err := bareWriter(ctx, conn, name, cfg, o.partitions, o.batchMessages)
+		if err != nil {
+			return nil, fmt.Errorf("bare clickhouse writer: %w", err)
+		}
+		if w.rows != int64(chRows) {
+			return nil, fmt.Errorf("bare clickhouse writer: made %d rated-line rows of the stream, tariff wrote %d: they must be the same rows", w.rows, chRows)
+		}
+		bw = &w
+		o.logf("bare clickhouse-go writer: %d rows in %d inserts, %s inserting\n", w.rows, w.inserts, w.busy.Round(time.Millisecond))
+	}
+
+	var lat *latencyResult
+	if o.rate != "" {
+		rate := float64(st.Messages) / tput.wall.Seconds() / 2
+		if o.rate != "half" {
+			rate, _ = strconv.ParseFloat(o.rate, 64)
+		}
+		o.logf("latency run: %d messages at %.0f messages/s\n", o.latencyEvents, rate)
+		l, err := latencyRun(ctx, o, rate)
+		if err != nil {
+			return nil, fmt.Errorf("latency run: %w", err)
+		}
+		lat = &l
+	}
+
+	return &outcome{o: o, exp: exp, st: st, base: base, tput: tput, bw: bw, lat: lat, db: name, chRow: int64(chRows), chVersion: chVersion}, nil
 }
 
-func renderReport(n, customers, partitions int, memLimit string, exp *loadgen.Expected, st loadgen.PublishStats, base, tr result) string {
+// tariffProc is a running `tariff run`.
+type tariffProc struct {
+	cmd     *exec.Cmd
+	dir     string
+	started time.Time
+	rss     int64 // highest VmHWM seen while waiting
+	exited  chan struct{}
+	stopped bool
+}
+
+// startTariff writes a config for the stream's topics (plus extraTopics,
+// YAML lines under kafka.topics, and an alerts topic when not empty) and
+// starts `tariff run` on it. Its ops server is off: the benchmark needs no
+// port, and a port in use would fail the run.
+func startTariff(o options, name string, topics loadgen.Topics, extraTopics, alerts string) (*tariffProc, error) {
+	dir, err := os.MkdirTemp("", "tariff-e2e")
+	if err != nil {
+		return nil, err
+	}
+	y := fmt.Sprintf("kafka:\n  brokers: [%s]\n  group_id: %s\n  topics:\n    %s: gateway\n    %s: auto\n    %s: meter\n%s  dead_letter_topic: %s\n",
+		o.broker, name, topics.Gateway, topics.Partner, topics.Meter, extraTopics, topics.DeadLetter)
+	if alerts != "" {
+		y += "  alerts_topic: " + alerts + "\n"
+	}
+	y += fmt.Sprintf("clickhouse:\n  enabled: \"true\"\n  addr: %s\n  database: %s\nstate:\n  dir: %s\nprices:\n  markup: \"30\"\nlog:\n  level: warn\n  format: json\nops:\n  listen: \"off\"\nmemory_limit: %s\n",
+		o.clickhouse, name, filepath.Join(dir, "state"), o.memLimit)
+	conf := filepath.Join(dir, "tariff.yaml")
+	if err := os.WriteFile(conf, []byte(y), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cmd := exec.Command(o.bin, "run", "--config", conf)
+	logf, err := os.Create(filepath.Join(dir, "tariff.log"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	t := &tariffProc{cmd: cmd, dir: dir, started: time.Now(), exited: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	go func() { _ = cmd.Wait(); logf.Close(); close(t.exited) }()
+	return t, nil
+}
+
+// waitCaughtUp waits until group has committed the end offset of every
+// partition of topics, sampling tariff's peak RSS meanwhile.
+func (t *tariffProc) waitCaughtUp(ctx context.Context, broker, group string, topics []string, limit time.Duration) error {
+	start := time.Now()
+	for {
+		time.Sleep(100 * time.Millisecond)
+		t.rss = max(t.rss, peakRSS(t.cmd.Process.Pid))
+		select {
+		case <-t.exited:
+			return fmt.Errorf("tariff exited; its log:\n%s", t.logTail())
+		default:
+		}
+		if caughtUp(ctx, broker, group, topics) {
+			return nil
+		}
+		if time.Since(start) > limit {
+			return fmt.Errorf("tariff did not catch up on %v in %s; its log:\n%s", topics, limit, t.logTail())
+		}
+	}
+}
+
+func (t *tariffProc) logTail() string {
+	b, _ := os.ReadFile(filepath.Join(t.dir, "tariff.log"))
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// stop ends tariff gracefully (SIGTERM, then SIGKILL after 30s) and
+// removes its directory. It may be called more than once.
+func (t *tariffProc) stop() {
+	if t.stopped {
+		return
+	}
+	t.stopped = true
+	_ = t.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-t.exited:
+	case <-time.After(30 * time.Second):
+		_ = t.cmd.Process.Kill()
+		<-t.exited
+	}
+	os.RemoveAll(t.dir)
+}
+
+func (out *outcome) render() string {
+	o, exp, st, base, tr, bw, lat := out.o, out.exp, out.st, out.base, out.tput, out.bw, out.lat
 	var b strings.Builder
-	host, _ := os.Hostname()
-	_ = host
 	fmt.Fprintf(&b, "# tariff end to end, %s\n\n", time.Now().UTC().Format("2006-01-02"))
-	fmt.Fprintf(&b, "Machine: %d cores (GOMAXPROCS %d), Kafka 3.9 and ClickHouse 18.16 on the same machine. Command: `go run ./bench/e2e -events %d -customers %d -partitions %d -memory-limit %s`.\n\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), n, customers, partitions, memLimit)
-	fmt.Fprintf(&b, "Stream: %d messages (gateway, LiteLLM, meter), %d unique events, %d duplicate messages, %d malformed; published in %s.\n\n",
+	cmd := fmt.Sprintf("go run ./bench/e2e -events %d -customers %d -partitions %d -memory-limit %s", o.events, o.customers, o.partitions, o.memLimit)
+	if !o.chBaseline {
+		cmd += " -clickhouse-baseline=false"
+	}
+	if o.rate != "" {
+		cmd += fmt.Sprintf(" -rate %s -latency-events %d -poll %s -grant %s", o.rate, o.latencyEvents, o.poll, o.grant)
+	}
+	fmt.Fprintf(&b, "Machine: %d cores (GOMAXPROCS %d), the Kafka broker and ClickHouse %s on the same machine. Command: `%s`. tariff runs as its own process (`tariff run`); its CPU time is the process's user+system time from /proc, its peak RSS the kernel's high-water mark (VmHWM).\n\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), out.chVersion, cmd)
+	fmt.Fprintf(&b, "## Throughput\n\nStream: %d messages (gateway, LiteLLM, meter), %d unique events, %d duplicate messages, %d malformed; published in %s.\n\n",
 		st.Messages, exp.Counts.Events, exp.Counts.Duplicates, exp.Counts.Malformed, st.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(&b, "| run | wall | messages/s | events/s | CPU s | CPU s per million events | peak RSS |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range []result{base, tr} {
@@ -171,15 +392,75 @@ func renderReport(n, customers, partitions int, memLimit string, exp *loadgen.Ex
 		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %.1f | %s | %s |\n", r.name, r.wall.Round(time.Millisecond),
 			float64(st.Messages)/r.wall.Seconds(), evs, r.cpu.Seconds(), perM, rss)
 	}
-	fmt.Fprintf(&b, "\ntariff's throughput is %.0f%% of the bare consumer's on the same topics. tariff's time runs from process start (group join, changelog replay) until the group has committed every input offset, which tariff does only once a batch is durable in ClickHouse, the changelog and Badger; the totals in ClickHouse were then checked equal to the generator's expectation to the last digit.\n",
+	fmt.Fprintf(&b, "\ntariff's throughput is %.1f%% of the bare consumer's on the same topics. tariff's time runs from process start (group join, changelog replay) until the group has committed every input offset, which tariff does only once a batch is durable in ClickHouse, the changelog and Badger; the totals in ClickHouse were then checked equal to the generator's expectation to the last digit.\n",
 		100*base.wall.Seconds()/tr.wall.Seconds())
+	if bw != nil {
+		tariffRows := float64(bw.rows) / tr.wall.Seconds()
+		fmt.Fprintf(&b, "\n## Bare ClickHouse writer\n\nThe same %d rated-line rows (the stream's events rated with the same prices and markup; same columns, partitions and offsets), inserted with clickhouse-go alone into `%s` (a copy of rated_lines): one insert per %d messages of one partition, %d writers at once, as tariff's sink does at full speed. Only the inserts are timed (building the columns, prepare, send); the rows are made beforehand, a round of %d batches at a time.\n\n",
+			bw.rows, bw.table, o.batchMessages, o.partitions, 2*o.partitions)
+		fmt.Fprintf(&b, "| writer | rows | inserts | time inserting | rows/s |\n|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| bare clickhouse-go | %d | %d | %s | %.0f |\n", bw.rows, bw.inserts, bw.busy.Round(time.Millisecond), bw.rowsPerSec())
+		fmt.Fprintf(&b, "| tariff run (whole pipeline) | %d | - | %s | %.0f |\n", bw.rows, tr.wall.Round(time.Millisecond), tariffRows)
+		fmt.Fprintf(&b, "\ntariff's throughput is %.1f%% of the bare writer's in rated-line rows per second (tariff also writes usage_hourly and usage_daily, the dead-letter topic, the changelog and Badger; the bare writer writes rated_lines only).\n",
+			100*tariffRows/bw.rowsPerSec())
+	}
+	if lat != nil {
+		renderLatency(&b, lat)
+	}
 	return b.String()
+}
+
+func renderLatency(b *strings.Builder, l *latencyResult) {
+	fmt.Fprintf(b, "\n## Latency at a fixed rate\n\nA fresh stream of %d messages (%d unique events in %d billable messages, the rest duplicates and malformed) produced at %.0f messages/s (achieved %.0f/s, %s); before it, one grant of credit per customer (%d grant commands on a command topic co-partitioned with usage), applied before the clock starts. Each grant is tiny, so a customer's first billed event exhausts it and tariff emits one zero-balance alert caused by that event.\n\n",
+		l.messages, l.events, l.fresh, l.rate, float64(l.messages)/l.produceElapsed.Seconds(), l.produceElapsed.Round(time.Millisecond), l.grants)
+	fmt.Fprintf(b, "Produce time is when the message was handed to the Kafka client (its record timestamp; the client's batch timeout is 1ms).\n\n")
+	fmt.Fprintf(b, "| latency | samples | p50 | p99 | max |\n|---|---|---|---|---|\n")
+	row := func(name string, d []time.Duration) {
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %s |\n", name, len(d), ms(percentile(d, 0.5)), ms(percentile(d, 0.99)), ms(percentile(d, 1)))
+	}
+	row("produce -> queryable in ClickHouse", l.queryable)
+	row("produce -> alert appended to the alerts topic (broker's LogAppendTime)", l.alertAppend)
+	row("produce -> alert received by a reader", l.alertRecv)
+	fmt.Fprintf(b, "\nQueryable: ClickHouse was asked every %s for max(kafka_offset) of rated_lines per topic and partition (%d queries, the slowest %s); a message counts as queryable at the end of the first query whose maximum reached its offset (tariff inserts a batch's rows in one insert), so the figures are high by up to the interval plus the query time. %d billable messages were not seen within 30 s of tariff catching up.\n",
+		l.pollEvery, l.polls, ms(l.pollMax), l.unattributed)
+	fmt.Fprintf(b, "\nAlerts: %d on the topic, %d caused by an event of this stream (%s); %d customers had a billed event, each should have exactly one zero alert. The alerts topic stamps each record when the broker appends it (message.timestamp.type=LogAppendTime): that is when the alert was emitted, the moment tariff's writer had it acknowledged.\n",
+		l.alertsTotal, l.alertsMatched, kinds(l.alertKinds), l.customers)
+	fmt.Fprintf(b, "\ntariff during the run: %s from first produce to everything committed, %.1f CPU s in that time, %.1f CPU s per million events, peak RSS %d MiB (RSS over its whole life).\n",
+		l.wall.Round(time.Millisecond), l.cpu.Seconds(), l.cpu.Seconds()/(float64(l.events)/1e6), l.rss/1024)
+}
+
+func kinds(m map[string]int64) string {
+	var parts []string
+	for k, n := range m {
+		parts = append(parts, fmt.Sprintf("%s %d", k, n))
+	}
+	slices.Sort(parts)
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
+
+// percentile returns the p-quantile of sorted (nearest rank).
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 // caughtUp reports whether group has committed the end offset of every
 // partition of topics.
 func caughtUp(ctx context.Context, broker, group string, topics []string) bool {
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 5 * time.Second}
+	// An own transport, closed after: the default one caches metadata
+	// for seconds (topics created just before would be unknown), and a
+	// new one per call would leave its connections open.
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 5 * time.Second, Transport: tr}
 	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
 	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
@@ -202,6 +483,9 @@ func caughtUp(ctx context.Context, broker, group string, topics []string) bool {
 	}
 	for t, pos := range ends.Topics {
 		for _, po := range pos {
+			if po.LastOffset == 0 {
+				continue // an empty partition has nothing to commit
+			}
 			ok := false
 			for _, cp := range committed.Topics[t] {
 				if cp.Partition == po.Partition && cp.CommittedOffset >= po.LastOffset {
@@ -216,17 +500,45 @@ func caughtUp(ctx context.Context, broker, group string, topics []string) bool {
 	return true
 }
 
-func createTopics(ctx context.Context, broker string, partitions int, topics ...string) error {
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 10 * time.Second}
+// createTopics creates topics with partitions each and configs, and waits
+// until every partition has a leader.
+func createTopics(ctx context.Context, broker string, partitions int, configs []kafka.ConfigEntry, topics ...string) error {
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 10 * time.Second, Transport: tr}
 	cfgs := make([]kafka.TopicConfig, len(topics))
 	for i, t := range topics {
-		cfgs[i] = kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: 1}
+		cfgs[i] = kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: 1, ConfigEntries: configs}
 	}
-	if _, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: cfgs}); err != nil {
+	res, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: cfgs})
+	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
-	time.Sleep(2 * time.Second) // let the partitions' logs come up before producing
-	return nil
+	for t, err := range res.Errors {
+		if err != nil {
+			return fmt.Errorf("create topic %s: %w", t, err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+		ready := err == nil && len(md.Topics) == len(topics)
+		if ready {
+			for _, t := range md.Topics {
+				ready = ready && t.Error == nil && len(t.Partitions) == partitions
+				for _, p := range t.Partitions {
+					ready = ready && p.Error == nil && p.Leader.Host != ""
+				}
+			}
+		}
+		if ready {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topics %v have no leaders after 30s (last error: %v)", topics, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // bareConsumer reads want messages with a kafka-go consumer group that does
