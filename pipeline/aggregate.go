@@ -81,11 +81,17 @@ type aggregator struct {
 	cache    map[string][]byte
 	pending  map[string][]byte // this batch's new values, cached on commit
 	cacheMax int
+
+	// reruns holds the rating run set by this batch's rerate commands,
+	// per event (keyed by rerunKey), until the batch is committed and the
+	// state holds it (rerate.go).
+	reruns map[string]string
 }
 
 func newAggregator(partition int, window time.Duration) *aggregator {
 	return &aggregator{partition: partition, window: window, totals: make(map[string]*aggEntry),
-		cache: make(map[string][]byte), pending: make(map[string][]byte), cacheMax: 20_000}
+		cache: make(map[string][]byte), pending: make(map[string][]byte), cacheMax: 20_000,
+		reruns: make(map[string]string)}
 }
 
 // committed moves the batch's totals into the cache once the batch is
@@ -106,6 +112,7 @@ func (a *aggregator) reset() {
 	}
 	clear(a.totals)
 	clear(a.pending)
+	clear(a.reruns)
 	a.order = a.order[:0]
 }
 
@@ -128,31 +135,46 @@ func (a *aggregator) stateKey(dst []byte, g sinks.Granularity, start time.Time, 
 	return append(dst, provider...)
 }
 
+// entry returns the batch's total of one window, customer and price
+// entry, loading it from state the first time the batch touches it. With
+// existing, a total the state does not hold is not made: it returns nil.
+func (a *aggregator) entry(txn *badger.Txn, g sinks.Granularity, start time.Time, customer, priceKey, provider string, existing bool) (*aggEntry, error) {
+	a.key = a.stateKey(a.key, g, start, customer, priceKey, provider)
+	if e := a.totals[string(a.key)]; e != nil {
+		return e, nil
+	}
+	var e *aggEntry
+	if n := len(a.free); n > 0 {
+		e, a.free = a.free[n-1], a.free[:n-1]
+		*e = aggEntry{units: e.units[:0]}
+	} else {
+		e = &aggEntry{}
+	}
+	e.gran, e.start, e.customer, e.provider, e.priceKey = g, start, customer, provider, priceKey
+	if v, ok := a.cache[string(a.key)]; ok {
+		if err := decodeAggregate(v, e); err != nil {
+			return nil, err
+		}
+	} else if err := loadAggregate(txn, a.key, e); err != nil {
+		return nil, err
+	}
+	if existing && len(e.units) == 0 {
+		a.free = append(a.free, e)
+		return nil, nil
+	}
+	k := string(a.key)
+	a.totals[k] = e
+	a.order = append(a.order, k)
+	return e, nil
+}
+
 // add folds one rated event into the hourly and daily totals, loading a
 // total from state the first time the batch touches it.
 func (a *aggregator) add(txn *badger.Txn, r *sinks.RatedEvent) error {
 	for _, g := range [...]sinks.Granularity{sinks.GranularityHour, sinks.GranularityDay} {
-		start := windowOf(g, r.Event.Time)
-		a.key = a.stateKey(a.key, g, start, r.Event.CustomerID, r.PriceKey, r.Provider)
-		e := a.totals[string(a.key)]
-		if e == nil {
-			if n := len(a.free); n > 0 {
-				e, a.free = a.free[n-1], a.free[:n-1]
-				*e = aggEntry{units: e.units[:0]}
-			} else {
-				e = &aggEntry{}
-			}
-			e.gran, e.start, e.customer, e.provider, e.priceKey = g, start, r.Event.CustomerID, r.Provider, r.PriceKey
-			if v, ok := a.cache[string(a.key)]; ok {
-				if err := decodeAggregate(v, e); err != nil {
-					return err
-				}
-			} else if err := loadAggregate(txn, a.key, e); err != nil {
-				return err
-			}
-			k := string(a.key)
-			a.totals[k] = e
-			a.order = append(a.order, k)
+		e, err := a.entry(txn, g, windowOf(g, r.Event.Time), r.Event.CustomerID, r.PriceKey, r.Provider, false)
+		if err != nil {
+			return err
 		}
 		for _, l := range r.Lines {
 			t := e.unit(l.Unit)
@@ -167,6 +189,58 @@ func (a *aggregator) add(txn *badger.Txn, r *sinks.RatedEvent) error {
 		}
 	}
 	return nil
+}
+
+// remove takes one event's old lines out of its hourly and daily totals
+// (a rerate, rerate.go): each line's quantity, cost and charge, and the
+// event from each unit's count. It checks both windows before it changes
+// either: when a total does not hold the lines (another price entry or
+// provider, or amounts it never counted), refused says so and nothing
+// changes. A unit left at zero is kept, so that its zero total is written
+// and replaces the old one in ClickHouse.
+func (a *aggregator) remove(txn *badger.Txn, customer string, t time.Time, priceKey, provider string, lines []sinks.Line) (refused, err error) {
+	var entries [2]*aggEntry
+	for i, g := range [...]sinks.Granularity{sinks.GranularityHour, sinks.GranularityDay} {
+		start := windowOf(g, t)
+		e, err := a.entry(txn, g, start, customer, priceKey, provider, true)
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			return fmt.Errorf("rerate.old: the %s total of %s from %s holds nothing for price key %q, provider %q: the old lines (%s) were not counted there",
+				granName(g), customer, start.Format(time.RFC3339), priceKey, provider, formatLines(lines)), nil
+		}
+		for _, l := range lines {
+			var tot *unitTotal
+			for j := range e.units {
+				if e.units[j].unit == l.Unit {
+					tot = &e.units[j]
+				}
+			}
+			if tot == nil || tot.quantity < l.Quantity || tot.events < 1 || tot.cost.Cmp(l.Cost) < 0 || tot.charge.Cmp(l.Charge) < 0 {
+				return fmt.Errorf("rerate.old.lines: %s %d (cost %s, charge %s) is more than the %s total of %s from %s for price key %q, provider %q holds: the old lines were not counted there",
+					l.Unit, l.Quantity, l.Cost, l.Charge, granName(g), customer, start.Format(time.RFC3339), priceKey, provider), nil
+			}
+		}
+		entries[i] = e
+	}
+	for _, e := range entries {
+		for _, l := range lines {
+			tot := e.unit(l.Unit)
+			tot.quantity -= l.Quantity
+			tot.events--
+			tot.cost, _ = tot.cost.Sub(l.Cost) // checked above: no overflow, not below zero
+			tot.charge, _ = tot.charge.Sub(l.Charge)
+		}
+	}
+	return nil, nil
+}
+
+func granName(g sinks.Granularity) string {
+	if g == sinks.GranularityDay {
+		return "daily"
+	}
+	return "hourly"
 }
 
 func loadAggregate(txn *badger.Txn, key []byte, e *aggEntry) error {

@@ -38,9 +38,11 @@ func NewChangelog(brokers []string, topic string, rt kafka.RoundTripper) *Change
 func (c *Changelog) Topic() string { return c.topic }
 
 // Ensure creates the changelog topic with partitions partitions if it does
-// not exist, with time retention of at least the dedup window: state older
-// than the window has expired from Badger too, so its records are no
-// longer needed to rebuild a partition.
+// not exist, with time retention of changelogRetention(retention), where
+// retention is the dedup window: idempotency keys older than the window
+// have expired from Badger too, so their records are no longer needed to
+// rebuild a partition; balance state, kept indefinitely, is re-logged
+// well within it (refresh.go).
 func (c *Changelog) Ensure(ctx context.Context, partitions int, retention time.Duration) error {
 	res, err := c.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
 		Topic:             c.topic,
@@ -48,7 +50,7 @@ func (c *Changelog) Ensure(ctx context.Context, partitions int, retention time.D
 		ReplicationFactor: -1, // the broker's default
 		ConfigEntries: []kafka.ConfigEntry{
 			{ConfigName: "cleanup.policy", ConfigValue: "delete"},
-			{ConfigName: "retention.ms", ConfigValue: strconv.FormatInt((retention + 24*time.Hour).Milliseconds(), 10)},
+			{ConfigName: "retention.ms", ConfigValue: strconv.FormatInt(changelogRetention(retention).Milliseconds(), 10)},
 			{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(64 << 20)},
 		},
 	}}})
@@ -68,6 +70,11 @@ func (c *Changelog) Ensure(ctx context.Context, partitions int, retention time.D
 	return nil
 }
 
+// changelogRetention is the changelog topic's time retention for a dedup
+// window: the window plus a day, so a record outlives the keys it carries.
+// The balance refresh paces itself by it (refreshSweep).
+func changelogRetention(window time.Duration) time.Duration { return window + 24*time.Hour }
+
 func (c *Changelog) partitions(ctx context.Context) (int, error) {
 	md, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.topic}})
 	if err != nil {
@@ -84,22 +91,47 @@ func (c *Changelog) partitions(ctx context.Context) (int, error) {
 	return 0, fmt.Errorf("changelog topic %s not found", c.topic)
 }
 
-// Record format, version 1:
+// Record format:
 //
-//	'T' 1 | generation int32 | count uvarint |
-//	count × (key len uvarint, key, value len uvarint, value, expires-at uvarint)
-const recordMagic, recordVersion = 'T', 1
+//	'T' version | generation int32 | count uvarint |
+//	count × (key len uvarint, key, value len uvarint, value, expires-at uvarint [, flags byte])
+//
+// Version 1 has no flags byte. Version 2 adds it (bit 0: delete the key)
+// and is written only for a record that deletes something, so a record
+// without deletes stays readable by a binary that predates them; one with
+// deletes makes such a binary stop restoring with "malformed changelog
+// record" rather than silently keep the keys.
+const recordMagic, recordVersion, recordVersionFlags = 'T', 1, 2
+
+const flagDelete byte = 1
 
 func encodeRecord(dst []byte, gen int32, muts []Mutation) []byte {
-	dst = append(dst[:0], recordMagic, recordVersion)
+	version := byte(recordVersion)
+	for i := range muts {
+		if muts[i].Delete {
+			version = recordVersionFlags
+			break
+		}
+	}
+	dst = append(dst[:0], recordMagic, version)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(gen))
 	dst = binary.AppendUvarint(dst, uint64(len(muts)))
 	for _, m := range muts {
+		if m.Delete {
+			m.Value, m.ExpiresAt = nil, 0
+		}
 		dst = binary.AppendUvarint(dst, uint64(len(m.Key)))
 		dst = append(dst, m.Key...)
 		dst = binary.AppendUvarint(dst, uint64(len(m.Value)))
 		dst = append(dst, m.Value...)
 		dst = binary.AppendUvarint(dst, m.ExpiresAt)
+		if version == recordVersionFlags {
+			var flags byte
+			if m.Delete {
+				flags |= flagDelete
+			}
+			dst = append(dst, flags)
+		}
 	}
 	return dst
 }
@@ -107,9 +139,10 @@ func encodeRecord(dst []byte, gen int32, muts []Mutation) []byte {
 var errBadRecord = errors.New("malformed changelog record")
 
 func decodeRecord(b []byte, muts []Mutation) (int32, []Mutation, error) {
-	if len(b) < 6 || b[0] != recordMagic || b[1] != recordVersion {
+	if len(b) < 6 || b[0] != recordMagic || (b[1] != recordVersion && b[1] != recordVersionFlags) {
 		return 0, muts, errBadRecord
 	}
+	flagged := b[1] == recordVersionFlags
 	gen := int32(binary.BigEndian.Uint32(b[2:]))
 	b = b[6:]
 	n, k := binary.Uvarint(b)
@@ -134,7 +167,15 @@ func decodeRecord(b []byte, muts []Mutation) (int32, []Mutation, error) {
 			return 0, muts, errBadRecord
 		}
 		b = b[k:]
-		muts = append(muts, Mutation{Key: key, Value: val, ExpiresAt: exp})
+		m := Mutation{Key: key, Value: val, ExpiresAt: exp}
+		if flagged {
+			if len(b) == 0 || b[0]&^flagDelete != 0 {
+				return 0, muts, errBadRecord
+			}
+			m.Delete = b[0]&flagDelete != 0
+			b = b[1:]
+		}
+		muts = append(muts, m)
 	}
 	if len(b) != 0 {
 		return 0, muts, errBadRecord
@@ -164,7 +205,8 @@ func (c *Changelog) Append(ctx context.Context, partition int, record []byte) (i
 // Replay reads partition from pos.Next to its end as of the call, calling
 // apply for every record not fenced, in order, and returns the position
 // after the last record. Records before the log start (deleted by
-// retention) are skipped: their state has expired too.
+// retention) are skipped: their idempotency keys have expired too, and
+// the balance state they held has been re-logged since (refresh.go).
 func (c *Changelog) Replay(ctx context.Context, partition int, pos ChangelogPos, apply func(offset int64, gen int32, muts []Mutation) error) (ChangelogPos, error) {
 	lo, err := c.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
 		c.topic: {kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition)},

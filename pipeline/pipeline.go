@@ -17,6 +17,8 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/shopspring/decimal"
 
+	"github.com/tariff-dev/tariff/pipeline/balance"
+	"github.com/tariff-dev/tariff/pipeline/metrics"
 	"github.com/tariff-dev/tariff/rating"
 	"github.com/tariff-dev/tariff/schemas"
 	"github.com/tariff-dev/tariff/sinks"
@@ -74,7 +76,17 @@ type Config struct {
 	// tariff's before the event is counted and logged as a mismatch. The
 	// partner's figure is only compared, never billed. Default "0.000001".
 	ReconcileTolerance string `yaml:"reconcile_tolerance"`
+	// TickInterval is how often `tariff run` writes a tick (see
+	// FormatCommand) to each partition it owns of the command topic, so
+	// that grant expiry, scheduled plan changes and period ends reach
+	// accounts that send no usage: it bounds how late such an alert or a
+	// period close can be. Default 5s; 0 turns ticks off (another process
+	// must then write them). Unused when no input topic has format command.
+	TickInterval *time.Duration `yaml:"tick_interval"`
 }
+
+// DefaultTickInterval is the default of Config.TickInterval.
+const DefaultTickInterval = 5 * time.Second
 
 // SetDefaults fills zero fields with their documented defaults.
 func (c *Config) SetDefaults() { c.setDefaults() }
@@ -89,6 +101,10 @@ func (c *Config) setDefaults() {
 	if c.ReconcileTolerance == "" {
 		c.ReconcileTolerance = "0.000001"
 	}
+	if c.TickInterval == nil {
+		d := DefaultTickInterval
+		c.TickInterval = &d
+	}
 }
 
 // Validate reports every bad field at once.
@@ -101,6 +117,9 @@ func (c *Config) Validate() error {
 		if d, err := decimal.NewFromString(c.ReconcileTolerance); err != nil || d.IsNegative() {
 			errs = append(errs, fmt.Errorf("pipeline.reconcile_tolerance: %q: expected a non-negative decimal amount in USD, e.g. 0.000001", c.ReconcileTolerance))
 		}
+	}
+	if d := c.TickInterval; d != nil && (*d < 0 || (*d > 0 && *d < minTickInterval)) {
+		errs = append(errs, fmt.Errorf("pipeline.tick_interval: %s: expected 0 (off) or at least %s (default %s)", *d, minTickInterval, DefaultTickInterval))
 	}
 	return errors.Join(errs...)
 }
@@ -115,11 +134,14 @@ type Deps struct {
 	DLQ      DeadLetters
 	Log      StateLog
 	Store    *Store
-	Alerts   Alerts // balance alerts; nil drops them (tests)
+	Alerts   Alerts // balance alerts, and operator alerts if it is also OperatorAlerts; nil drops them (tests)
 	Views    *Views // committed account views for entitlement; nil: none
 	Stats    *Stats
-	Logger   zerolog.Logger
-	Now      func() time.Time
+	// Metrics receives the per-source counters (label source: the input
+	// topic), batch latency and alerts emitted. Nil: none (tests).
+	Metrics *metrics.Tariff
+	Logger  zerolog.Logger
+	Now     func() time.Time
 }
 
 // Processor applies the batches of one partition number. It is driven by
@@ -143,6 +165,19 @@ type Processor struct {
 	bal       *balances
 	// seen is the fast negative path of deduplication (see bloom).
 	seen *bloom
+
+	// sources are the per-source counters of each input topic, fetched
+	// once (metrics.Tariff.Source takes a lock); src is the message in
+	// hand's. A scan of this short slice per message costs less than a
+	// map lookup and never allocates.
+	sources      []topicCounters
+	src          *metrics.SourceCounters
+	batchSeconds *metrics.Histogram
+	// alertKinds counts balance alerts, indexed by balance.AlertKind.
+	alertKinds []*metrics.Counter
+	// unpriced drives the unpriced_model operator alert (see
+	// unpricedAlerts); nil when deps.Alerts cannot take operator alerts.
+	unpriced *unpricedAlerts
 
 	// Per-batch scratch, reused across batches (reset, not reallocated).
 	batch   sources.Batch
@@ -174,15 +209,71 @@ func NewProcessor(cfg Config, partition int, gen int32, offsets map[string]int64
 	if deps.Stats == nil {
 		deps.Stats = &Stats{}
 	}
-	return &Processor{
+	p := &Processor{
 		cfg: cfg, partition: partition, gen: gen, deps: deps, rater: rater, commit: commit, tolerance: tol,
 		log:     deps.Logger.With().Str("component", "pipeline").Int("partition", partition).Logger(),
 		offsets: offsets,
 		next:    make(map[string]int64),
 		inBatch: make(map[[2]string]struct{}),
 		agg:     newAggregator(partition, deps.Store.Window()),
-		bal:     newBalances(partition),
+		bal:     newBalances(partition, deps.Store.Window()),
+		src:     &noSourceCounters,
 	}
+	if m := deps.Metrics; m != nil {
+		for topic := range deps.Formats {
+			p.sources = append(p.sources, topicCounters{topic, m.Source(topic)})
+		}
+		p.batchSeconds = m.BatchSeconds
+	}
+	if w, ok := deps.Alerts.(OperatorAlerts); ok {
+		p.unpriced = &unpricedAlerts{w: w, models: make(map[unpricedModelKey]*unpricedEntry)}
+		if deps.Metrics != nil {
+			p.unpriced.emitted = deps.Metrics.AlertsEmitted.With(metrics.KindUnpricedModel)
+		}
+	}
+	return p
+}
+
+// topicCounters are one input topic's per-source counters.
+type topicCounters struct {
+	topic string
+	c     *metrics.SourceCounters
+}
+
+// noSourceCounters counts nothing (its counters are nil): the processor's
+// counters when it has no metrics.
+var noSourceCounters metrics.SourceCounters
+
+// sourceOf returns topic's per-source counters.
+func (p *Processor) sourceOf(topic string) *metrics.SourceCounters {
+	for i := range p.sources {
+		if p.sources[i].topic == topic {
+			return p.sources[i].c
+		}
+	}
+	if p.deps.Metrics == nil {
+		return &noSourceCounters
+	}
+	// A topic missing from Formats: handle refuses it as a bug, but count
+	// it under its own name first.
+	c := p.deps.Metrics.Source(topic)
+	p.sources = append(p.sources, topicCounters{topic, c})
+	return c
+}
+
+// alertCounter returns the AlertsEmitted series of a balance alert kind
+// (nil without metrics), made on the first alert of that kind.
+func (p *Processor) alertCounter(k balance.AlertKind) *metrics.Counter {
+	if p.deps.Metrics == nil {
+		return nil
+	}
+	for int(k) >= len(p.alertKinds) {
+		p.alertKinds = append(p.alertKinds, nil)
+	}
+	if p.alertKinds[k] == nil {
+		p.alertKinds[k] = p.deps.Metrics.AlertsEmitted.With(k.String())
+	}
+	return p.alertKinds[k]
 }
 
 // Run processes batches from src until ctx ends. When ctx ends it finishes
@@ -258,6 +349,8 @@ func (p *Processor) process(work, stop context.Context) error {
 			p.next[m.Topic] = m.Offset + 1
 		}
 		p.deps.Stats.Messages.Add(1)
+		p.src = p.sourceOf(m.Topic)
+		p.src.Messages.Inc()
 		if err := p.handle(txn, m, started); err != nil {
 			return err
 		}
@@ -275,7 +368,10 @@ func (p *Processor) process(work, stop context.Context) error {
 	seq := p.seq + 1
 	p.out.Aggregates, p.muts = p.agg.flush(p.out.Aggregates, p.muts, seq)
 	p.muts = append(p.muts, Mutation{Key: seqKey(p.partition), Value: binary.BigEndian.AppendUint64(nil, seq)})
-	p.muts = p.bal.flush(p.muts)
+	var err error
+	if p.muts, err = p.bal.flush(txn, p.muts); err != nil {
+		return err
+	}
 
 	// Fixed order: durable writes, then the changelog, then Badger, then
 	// the Kafka commit. A crash between any two steps redelivers the batch;
@@ -298,6 +394,21 @@ func (p *Processor) process(work, stop context.Context) error {
 			return err
 		}
 		p.deps.Stats.Alerts.Add(int64(len(alerts)))
+		for i := range alerts {
+			p.alertCounter(alerts[i].Kind).Inc()
+		}
+	}
+	// The unpriced_model alerts follow the same rule: out before the
+	// commit, keyed by model and hour, so a crash re-emits the same keys.
+	if u := p.unpriced; u != nil && len(u.fresh) > 0 {
+		ops, err := u.flush()
+		if err != nil {
+			return err
+		}
+		if err := p.retry(stop, "write unpriced-model alerts", func() error { return u.w.WriteOperatorAlerts(work, ops) }); err != nil {
+			return err
+		}
+		u.emitted.Add(uint64(len(ops)))
 	}
 	p.record = encodeRecord(p.record, p.gen, p.muts)
 	var at int64
@@ -325,6 +436,7 @@ func (p *Processor) process(work, stop context.Context) error {
 	}
 	p.deps.Stats.Batches.Add(1)
 	done := p.deps.Now()
+	p.batchSeconds.ObserveSeconds(int64(done.Sub(started)))
 	p.log.Debug().Int("messages", len(p.batch.Messages)).Int("rated", len(p.out.Events)).Int("dead", len(p.dead)).
 		Dur("handle", handled.Sub(started)).Dur("sinks", written.Sub(handled)).Dur("changelog", logged.Sub(written)).
 		Dur("state", done.Sub(logged)).Dur("took", done.Sub(started)).Msg("batch done")
@@ -354,7 +466,10 @@ func (p *Processor) commitRedelivered() {
 func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) error {
 	format := p.deps.Formats[m.Topic]
 	if format == FormatCommand {
-		refused, err := p.bal.command(txn, m.Value)
+		if isRerate(m.Value) {
+			return p.rerate(txn, m, now) // rerate.go
+		}
+		refused, err := p.bal.command(txn, m.Value, now)
 		if err != nil {
 			return err
 		}
@@ -374,6 +489,7 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 		return nil
 	}
 	p.deps.Stats.Events.Add(int64(len(p.events)))
+	p.src.Decoded.Add(uint64(len(p.events)))
 	window := p.deps.Store.Window()
 	for i := range p.events {
 		ev := &p.events[i]
@@ -406,6 +522,7 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 		k := [2]string{ev.CustomerID, ev.ID}
 		if _, dup := p.inBatch[k]; dup || containsKey(p.keys, k) {
 			p.deps.Stats.Duplicates.Add(1)
+			p.src.Deduplicated.Inc()
 			continue
 		}
 		p.key = dedupKey(p.key, p.partition, ev.CustomerID, ev.ID)
@@ -417,6 +534,7 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 			}
 			if seen {
 				p.deps.Stats.Duplicates.Add(1)
+				p.src.Deduplicated.Inc()
 				continue
 			}
 		}
@@ -425,10 +543,15 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 			p.out.Events = p.out.Events[:mark]
 			clear(p.muts[mutMark:])
 			p.muts = p.muts[:mutMark]
+			reason := eventReason(i, len(p.events), err)
 			if errors.Is(err, ErrUnpriced) {
 				p.deps.Stats.Unpriced.Add(1)
+				p.src.Unpriced.Inc()
+				if p.unpriced != nil {
+					p.unpriced.note(m, ev, err, reason, now)
+				}
 			}
-			p.deadLetter(m, "rate", eventReason(i, len(p.events), err))
+			p.deadLetter(m, "rate", reason)
 			return nil
 		}
 		out.Topic, out.Partition, out.Offset, out.RatedAt = m.Topic, m.Partition, m.Offset, now
@@ -458,6 +581,7 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 	}
 	rated := int64(len(p.keys))
 	p.deps.Stats.Rated.Add(rated)
+	p.src.Rated.Add(uint64(rated))
 	return nil
 }
 
@@ -496,11 +620,13 @@ func (p *Processor) nextOut() *sinks.RatedEvent {
 	}
 	out := &p.out.Events[len(p.out.Events)-1]
 	out.Lines = out.Lines[:0]
+	out.Run = "" // raters do not set it: a slot a rerate used must not mark live usage
 	return out
 }
 
 func (p *Processor) deadLetter(m *kafka.Message, stage, reason string) {
 	p.deps.Stats.DeadLettered.Add(1)
+	p.src.DeadLettered.Inc()
 	p.dead = append(p.dead, sinks.DeadLetter{
 		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
 		Key: m.Key, Value: m.Value, Decoder: stage, Reason: reason, Time: m.Time,

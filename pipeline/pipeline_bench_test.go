@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/tariff-dev/tariff/pipeline/metrics"
 	"github.com/tariff-dev/tariff/rating"
 	"github.com/tariff-dev/tariff/rating/bundled"
 	"github.com/tariff-dev/tariff/schemas"
@@ -49,6 +50,8 @@ func BenchmarkProcessBatch(b *testing.B) {
 	deps := Deps{
 		Formats: map[string]string{"in": "gateway"}, Decoders: map[string]schemas.Decoder{"gateway": dec},
 		Sink: discardSink{}, DLQ: &memDLQ{}, Log: &discardLog{}, Store: store, Logger: zerolog.Nop(),
+		// As in tariff run: per-source counters and batch latency on.
+		Metrics: metrics.NewTariff(metrics.NewRegistry(), "bench"),
 	}
 	p := NewProcessor(Config{}, 0, 1, map[string]int64{}, rater, deps, func(map[string]int64) error { return nil })
 

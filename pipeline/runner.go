@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -55,6 +56,19 @@ func (r *Runner) Lag() map[int]int64 {
 	for p, s := range r.sources {
 		out[p] = s.Lag()
 	}
+	return out
+}
+
+// Partitions returns the partition numbers this instance is processing
+// now (restored and running), in order: where its ticks go.
+func (r *Runner) Partitions() []int {
+	r.mu.Lock()
+	out := make([]int, 0, len(r.sources))
+	for p := range r.sources {
+		out = append(out, p)
+	}
+	r.mu.Unlock()
+	sort.Ints(out)
 	return out
 }
 
@@ -126,6 +140,20 @@ func (r *Runner) runPartition(ctx context.Context, gen *sources.Generation, p in
 		} else if o, ok := gen.Committed[topic][p]; ok {
 			start[topic] = o
 		}
+	}
+	if v := r.deps.Views; v != nil {
+		// The partition's customers are known to entitlement and the
+		// admin API from now, not from their next usage; they are
+		// forgotten when the partition goes. kafka-go starts a
+		// generation's workers only after the previous generation's have
+		// returned, so a forget never races the next owner's load here.
+		n, err := v.load(r.deps.Store, p)
+		if err != nil {
+			r.fail(err)
+			return
+		}
+		defer v.forget(p)
+		log.Debug().Int("accounts", n).Msg("account views loaded")
 	}
 	src, err := sources.NewPartitionSource(r.src, p, start)
 	if err != nil {

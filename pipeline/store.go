@@ -56,11 +56,16 @@ func (c *StoreConfig) Validate() error {
 // Key layout. Every key of partition-owned state starts with a one-byte kind
 // and the 4-byte partition number, so that a partition's state can be
 // restored from its changelog without touching another's, and a prefix scan
-// of one kind never reads another.
+// of one kind never reads another. Kinds in use: 'o', 'd', 'c' here, 'a'
+// and 's' (aggregate.go), 'b', 'n' and 'p' (balances.go), 'r' (refresh.go:
+// the balance refresh's cursor), 'e' (rerate.go); a new kind must take
+// another byte.
 const (
 	kindOffset    byte = 'o' // o p(4) topic -> next offset (8)
 	kindDedup     byte = 'd' // d p(4) customer 0x00 event id -> applied-at unix ms (8)
 	kindChangelog byte = 'c' // c p(4) -> next changelog offset (8) + highest generation (4); local only
+	kindDue       byte = 'n' // n p(4) due unix ns (8, big-endian) customer -> empty: the accounts' NextChange index
+	kindPeriod    byte = 'p' // p p(4) customer 0x00 start unix ns (8, big-endian) -> balance.PeriodUsage (binary)
 )
 
 func partKey(dst []byte, kind byte, partition int) []byte {
@@ -79,13 +84,18 @@ func dedupKey(dst []byte, partition int, customer, id string) []byte {
 	return append(dst, id...)
 }
 
-// Mutation is one key written by a batch. A batch's mutations travel
-// together: to Badger in one transaction and to the changelog topic in one
-// record, so a partition's state can be rebuilt on another instance.
+// Mutation is one key written or deleted by a batch. A batch's mutations
+// travel together: to Badger in one transaction and to the changelog topic
+// in one record, so a partition's state can be rebuilt on another
+// instance. Mutations apply in order, so a delete after a write of the
+// same key wins.
 type Mutation struct {
 	Key       []byte
 	Value     []byte
 	ExpiresAt uint64 // unix seconds; 0 = never
+	// Delete removes Key (Value and ExpiresAt are ignored). Deleting a key
+	// that does not exist is harmless, which keeps replays idempotent.
+	Delete bool
 }
 
 // Store is the Badger-backed state of the pipeline: per partition, the
@@ -223,30 +233,44 @@ func (s *Store) Apply(partition int, muts []Mutation, pos ChangelogPos) error {
 	now := uint64(time.Now().Unix())
 	txn := s.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
-	set := func(e *badger.Entry) error {
-		err := txn.SetEntry(e)
-		if errors.Is(err, badger.ErrTxnTooBig) {
+	// write sets e, or deletes its key; a transaction grown too big is
+	// committed and the write goes to a new one.
+	write := func(e *badger.Entry, del bool) error {
+		for retried := false; ; retried = true {
+			var err error
+			if del {
+				err = txn.Delete(e.Key)
+			} else {
+				err = txn.SetEntry(e)
+			}
+			if retried || !errors.Is(err, badger.ErrTxnTooBig) {
+				return err
+			}
 			if err := txn.Commit(); err != nil {
 				return err
 			}
 			txn = s.db.NewTransaction(true)
-			err = txn.SetEntry(e)
 		}
-		return err
 	}
 	for _, m := range muts {
+		if m.Delete {
+			if err := write(&badger.Entry{Key: m.Key}, true); err != nil {
+				return fmt.Errorf("store state of partition %d: %w", partition, err)
+			}
+			continue
+		}
 		if m.ExpiresAt != 0 && m.ExpiresAt <= now {
 			continue // restored from an old changelog record and already expired
 		}
 		e := badger.NewEntry(m.Key, m.Value)
 		e.ExpiresAt = m.ExpiresAt
-		if err := set(e); err != nil {
+		if err := write(e, false); err != nil {
 			return fmt.Errorf("store state of partition %d: %w", partition, err)
 		}
 	}
 	v := binary.BigEndian.AppendUint64(make([]byte, 0, 12), uint64(pos.Next))
 	v = binary.BigEndian.AppendUint32(v, uint32(pos.Generation))
-	if err := set(badger.NewEntry(partKey(nil, kindChangelog, partition), v)); err != nil {
+	if err := write(badger.NewEntry(partKey(nil, kindChangelog, partition), v), false); err != nil {
 		return fmt.Errorf("store changelog position of partition %d: %w", partition, err)
 	}
 	if err := txn.Commit(); err != nil {

@@ -12,6 +12,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
+
+	"github.com/tariff-dev/tariff/schemas"
 )
 
 // ClickHouseConfig configures the ClickHouse sink.
@@ -120,7 +122,8 @@ func openClickHouse(ctx context.Context, cfg ClickHouseConfig, db string) (drive
 // explicit list keeps inserts working when later migrations add columns.
 const ratedLineColumns = "event_date, event_time, event_ms, customer_id, event_id, unit, quantity, unit_price, cost, charge, " +
 	"provider, model, price_key, service_tier, price_version, rate_card_id, rate_card_version, source, " +
-	"dim_keys, dim_values, kafka_topic, kafka_partition, kafka_offset, rated_at"
+	"dim_keys, dim_values, kafka_topic, kafka_partition, kafka_offset, rated_at, " +
+	"rating_run, price_provider, unlined_units, unlined_quantities"
 
 // ClickHouse writes rated lines, one row per event and unit type.
 //
@@ -170,6 +173,9 @@ type lineColumns struct {
 	partition                           []int32
 	dimKeys, dimValues                  [][]string
 	ratedAt                             []time.Time
+	run, priceProvider                  []string
+	unlinedUnits                        [][]string
+	unlinedQuantities                   [][]int64
 }
 
 var lineColumnsPool = sync.Pool{New: func() any { return new(lineColumns) }}
@@ -184,6 +190,36 @@ func (c *lineColumns) reset() {
 	clear(c.dimKeys)
 	clear(c.dimValues)
 	c.dimKeys, c.dimValues, c.ratedAt = c.dimKeys[:0], c.dimValues[:0], c.ratedAt[:0]
+	clear(c.unlinedUnits)
+	clear(c.unlinedQuantities)
+	c.run, c.priceProvider = c.run[:0], c.priceProvider[:0]
+	c.unlinedUnits, c.unlinedQuantities = c.unlinedUnits[:0], c.unlinedQuantities[:0]
+}
+
+// Unlined returns the units ev reports a quantity for that have no line in
+// r (request counts on a model priced by tokens, which the rater treats as
+// informational), with their quantities; nil when every counted unit has a
+// line. rated_lines keeps them on each row of the event, so that the event
+// can be rebuilt whole from its rows and re-rated (tariff replay): a
+// corrected price may bill a unit the old one did not.
+func Unlined(r *RatedEvent) (units []string, quantities []int64) {
+	for u, q := range r.Event.Quantities {
+		if q == 0 || hasLine(r.Lines, schemas.Unit(u)) {
+			continue
+		}
+		units = append(units, schemas.Unit(u).String())
+		quantities = append(quantities, q)
+	}
+	return units, quantities
+}
+
+func hasLine(lines []Line, u schemas.Unit) bool {
+	for i := range lines {
+		if lines[i].Unit == u {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
@@ -201,6 +237,7 @@ func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
 			}
 		}
 		t := ev.Time.UTC()
+		unlinedUnits, unlinedQuantities := Unlined(r)
 		for _, l := range r.Lines {
 			c.time = append(c.time, t)
 			c.ms = append(c.ms, t.UnixMilli())
@@ -228,6 +265,10 @@ func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
 			c.partition = append(c.partition, int32(r.Partition))
 			c.offset = append(c.offset, r.Offset)
 			c.ratedAt = append(c.ratedAt, r.RatedAt.UTC())
+			c.run = append(c.run, r.Run)
+			c.priceProvider = append(c.priceProvider, r.Provider)
+			c.unlinedUnits = append(c.unlinedUnits, unlinedUnits)
+			c.unlinedQuantities = append(c.unlinedQuantities, unlinedQuantities)
 		}
 	}
 	rows := len(c.time)
@@ -242,7 +283,8 @@ func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
 	// In ratedLineColumns order: event_date and event_time both take the time.
 	cols := []any{c.time, c.time, c.ms, c.customer, c.eventID, c.unit, c.quantity, c.price, c.cost, c.charge,
 		c.provider, c.model, c.priceKey, c.tier, c.priceVersion, c.cardID, c.cardVersion, c.source,
-		c.dimKeys, c.dimValues, c.topic, c.partition, c.offset, c.ratedAt}
+		c.dimKeys, c.dimValues, c.topic, c.partition, c.offset, c.ratedAt,
+		c.run, c.priceProvider, c.unlinedUnits, c.unlinedQuantities}
 	for i, col := range cols {
 		if err := batch.Column(i).Append(col); err != nil {
 			return fmt.Errorf("append column %d of rated_lines: %w", i, err)

@@ -31,7 +31,11 @@ type RatedJSON struct {
 	Cost            string            `json:"cost"`
 	Charge          string            `json:"charge"`
 	ReportedCost    string            `json:"reported_cost,omitempty"`
-	Lines           []LineJSON        `json:"lines"`
+	// RatingRun is the re-rating run that produced this line (RatedEvent.Run);
+	// absent for live usage. In the file a re-rated event is a new line:
+	// the last line of an event_id is the one in force.
+	RatingRun string     `json:"rating_run,omitempty"`
+	Lines     []LineJSON `json:"lines"`
 }
 
 // LineJSON is the JSON shape of one line.
@@ -60,6 +64,7 @@ func ToJSON(r *RatedEvent) RatedJSON {
 		RateCardVersion: r.RateCardVersion,
 		Cost:            r.Cost.String(),
 		Charge:          r.Charge.String(),
+		RatingRun:       r.Run,
 		Lines:           make([]LineJSON, 0, len(r.Lines)),
 	}
 	if ev.ReportedCost.Valid {

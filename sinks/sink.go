@@ -31,11 +31,16 @@ type RatedEvent struct {
 	Cost            rating.Amount
 	Charge          rating.Amount
 	Lines           []Line
-	// Where the event was read, for tracing a row back to its message.
+	// Where the event was read, for tracing a row back to its message (for
+	// a re-rated event: the rerate command's message).
 	Topic     string
 	Partition int
 	Offset    int64
 	RatedAt   time.Time
+	// Run is the rating run that produced this rating: "" for live usage,
+	// the replay's run id for an event re-rated by `tariff replay`
+	// (pipeline.FormatCommand, kind rerate).
+	Run string
 }
 
 // Granularity is the window length of a usage aggregate.

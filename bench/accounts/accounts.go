@@ -56,6 +56,9 @@ type Config struct {
 	// BatchMessages is the commands per batch. Default 5000, tariff's
 	// default max_batch_messages.
 	BatchMessages int
+	// Extra are more commands (balance.Command JSON) applied after the
+	// grants, in order: plan changes, pauses, voids for a known data set.
+	Extra [][]byte
 }
 
 // Fill applies one grant command per customer and returns the views the
@@ -103,7 +106,7 @@ func Fill(ctx context.Context, cfg Config) (*pipeline.Views, error) {
 	if n := dlq.n.Load(); n > 0 {
 		return nil, fmt.Errorf("accounts: %d grant commands refused, first: %s", n, dlq.first.Load())
 	}
-	if src.next < cfg.Customers {
+	if src.next < cfg.Customers+len(cfg.Extra) {
 		return nil, fmt.Errorf("accounts: stopped after %d of %d customers: %w", src.next, cfg.Customers, context.Cause(ctx))
 	}
 	return views, nil
@@ -118,14 +121,21 @@ type grantSource struct {
 
 func (s *grantSource) Fetch(ctx context.Context, b *sources.Batch) error {
 	b.Reset()
-	if s.next >= s.cfg.Customers {
+	total := s.cfg.Customers + len(s.cfg.Extra)
+	if s.next >= total {
 		s.cancel()
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	for ; s.next < s.cfg.Customers && len(b.Messages) < s.cfg.BatchMessages; s.next++ {
-		c := CustomerID(s.next)
-		v := GrantCommand(c, s.cfg.Amount, s.cfg.At)
+	for ; s.next < total && len(b.Messages) < s.cfg.BatchMessages; s.next++ {
+		var c string
+		var v []byte
+		if s.next < s.cfg.Customers {
+			c = CustomerID(s.next)
+			v = GrantCommand(c, s.cfg.Amount, s.cfg.At)
+		} else {
+			v = s.cfg.Extra[s.next-s.cfg.Customers]
+		}
 		b.Messages = append(b.Messages, kafka.Message{Topic: CommandTopic, Partition: 0, Offset: int64(s.next), Key: []byte(c), Value: v})
 		b.Bytes += len(v)
 	}

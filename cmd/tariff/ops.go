@@ -40,7 +40,12 @@ type opsDeps struct {
 	Brokers      []string
 	Customers    ops.Customers
 	Entitlements ops.Entitlements
-	Log          zerolog.Logger
+	// The admin API's parts (nil: its endpoints say what is missing).
+	Commands   ops.Commands
+	Accounts   ops.Accounts
+	Deliveries ops.Deliveries
+	Plans      []balance.Plan
+	Log        zerolog.Logger
 	// Stdout receives one line with the dashboard's address.
 	Stdout io.Writer
 }
@@ -56,8 +61,9 @@ func newOpsMetrics() *metrics.Tariff {
 // use fails the start; the returned function stops the server (in-flight
 // requests get up to 5s). With ops.listen "off" it does nothing.
 //
-// The pipeline's global counters (pipeline.Stats) back the per-source
-// series with source="all" until the pipeline counts per source itself.
+// The pipeline's global counters (pipeline.Stats) back the series without
+// labels (batches, redelivered, key mismatches, retries); the per-source
+// series are the pipeline's own, through the same metrics.Tariff.
 func startOps(ctx context.Context, cfg *Config, d opsDeps) (func() error, error) {
 	noop := func() error { return nil }
 	if !cfg.Ops.Enabled() {
@@ -89,8 +95,9 @@ func startOps(ctx context.Context, cfg *Config, d opsDeps) (func() error, error)
 	}
 	deps := ops.Deps{Metrics: m, Checks: checks, Stats: d.Stats, Lag: d.Lag, Customers: d.Customers, Entitlements: d.Entitlements, Version: version, Logger: d.Log}
 	if d.Prices != nil {
-		deps.Prices = d.Prices
+		deps.Prices, deps.RateCards = d.Prices, d.Prices
 	}
+	deps.Commands, deps.Accounts, deps.Deliveries, deps.Plans = d.Commands, d.Accounts, d.Deliveries, d.Plans
 	srv, err := ops.New(cfg.Ops, deps)
 	if err != nil {
 		return noop, err
@@ -135,16 +142,12 @@ func opsBanner(srv *ops.Server, cfg *Config) string {
 	return fmt.Sprintf("%s/metrics, /healthz, /readyz; dashboard closed: set %s to open it", base, cfg.Ops.AdminToken)
 }
 
-// bindStats backs the pipeline series with the global counters, as
-// source="all" for the per-source families.
+// bindStats backs the pipeline series without labels with the global
+// counters. The per-source families are not bound here: the pipeline
+// counts them per input topic itself (pipeline.Deps.Metrics), and a total
+// beside them would be counted twice by any sum over source.
 func bindStats(m *metrics.Tariff, st *pipeline.Stats) {
 	f := func(c interface{ Load() int64 }) func() float64 { return func() float64 { return float64(c.Load()) } }
-	m.Messages.WithFunc(f(&st.Messages), metrics.SourceAll)
-	m.Decoded.WithFunc(f(&st.Events), metrics.SourceAll)
-	m.Rated.WithFunc(f(&st.Rated), metrics.SourceAll)
-	m.Deduplicated.WithFunc(f(&st.Duplicates), metrics.SourceAll)
-	m.DeadLettered.WithFunc(f(&st.DeadLettered), metrics.SourceAll)
-	m.Unpriced.WithFunc(f(&st.Unpriced), metrics.SourceAll)
 	m.Batches.WithFunc(f(&st.Batches))
 	m.Redelivered.WithFunc(f(&st.Redelivered))
 	m.KeyMismatch.WithFunc(f(&st.KeyMismatch))
@@ -243,8 +246,16 @@ func (c viewCustomers) ListCustomers(_ context.Context, q ops.CustomerQuery) (op
 			page.Next = ids[i-1]
 			break
 		}
-		e, _ := c.views.Entitlement(id, now)
-		cu := ops.Customer{ID: id, Balance: e.Remaining.Decimal(), Currency: "USD", Paused: e.Paused, UpdatedAt: now}
+		v, ok := c.views.Get(id)
+		if !ok {
+			continue // its partition moved away since Range
+		}
+		e := v.Entitlement(now)
+		plan := "pay as you go"
+		if pid, pv := v.Plan(); pid != "" {
+			plan = fmt.Sprintf("%s v%d", pid, pv)
+		}
+		cu := ops.Customer{ID: id, Plan: plan, Balance: e.Remaining.Decimal(), Currency: "USD", Paused: e.Paused, UpdatedAt: v.Clock()}
 		if e.Paused {
 			cu.PauseReason = fmt.Sprint(e.Reason)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tariff-dev/tariff/bench/accounts"
 	"github.com/tariff-dev/tariff/pipeline"
 	"github.com/tariff-dev/tariff/pipeline/prices"
 	"github.com/tariff-dev/tariff/pipeline/testenv"
@@ -43,7 +45,10 @@ func sharedDataPath(t *testing.T, name string) string {
 // opsFixture is a running ops server over a known data set: the LiteLLM
 // map of 2025-11-28 as the first price version, the bundled map (the
 // 2026-02-21 list) in force from 2026-02-21, a default rate card with a
-// 30% markup for all customers, and fixed pipeline counters and lag.
+// 30% markup for all customers, fixed pipeline counters and lag, and three
+// accounts built by the balance stage from commands: cust-0000000 with a
+// $25 pack, cust-0000001 with the pack and the pro plan ($20 included),
+// cust-0000002 with the pack, paused.
 type opsFixture struct {
 	base  string // http://127.0.0.1:port
 	stats *pipeline.Stats
@@ -99,13 +104,25 @@ func startOpsFixture(t *testing.T) *opsFixture {
 	stats.Duplicates.Add(3)
 	stats.DeadLettered.Add(7)
 	stats.Unpriced.Add(2)
+	stats.Batches.Add(41)
+	at := time.Now().Add(-time.Hour).UTC()
+	views, err := accounts.Fill(context.Background(), accounts.Config{Dir: t.TempDir(), Customers: 3, Amount: "25", At: at,
+		Extra: [][]byte{
+			fmt.Appendf(nil, `{"id":"plan-1","customer_id":"cust-0000001","kind":"change_plan","at":%q,"plan":{"id":"pro","version":1,"cycle":{"kind":"monthly"},"fee":"49","allowance":"20"}}`, at.Format(time.RFC3339Nano)),
+			fmt.Appendf(nil, `{"id":"pause-2","customer_id":"cust-0000002","kind":"set_pause","at":%q,"pause":"pause"}`, at.Format(time.RFC3339Nano)),
+		}})
+	if err != nil {
+		store.Close()
+		t.Fatal(err)
+	}
 	var banner bytes.Buffer
 	m := newOpsMetrics()
 	stop, err := startOps(context.Background(), cfg, opsDeps{
 		Metrics: m, Stats: stats, Store: store, Prices: st,
-		Sink: measureSinks(sinks.Multi{sinks.NewConsole(io.Discard, 1)}, m),
-		Lag:  func() map[int]int64 { return map[int]int64{0: 5, 1: 0, 2: 12} },
-		Log:  log, Stdout: &banner,
+		Sink:      measureSinks(sinks.Multi{sinks.NewConsole(io.Discard, 1)}, m),
+		Lag:       func() map[int]int64 { return map[int]int64{0: 5, 1: 0, 2: 12} },
+		Customers: viewCustomers{views}, Entitlements: views,
+		Log: log, Stdout: &banner,
 	})
 	if err != nil {
 		store.Close()
@@ -150,8 +167,7 @@ func TestStartOps(t *testing.T) {
 	f := startOpsFixture(t)
 	code, body := httpGet(t, f.base+"/metrics", "")
 	for _, want := range []string{
-		`tariff_events_rated_total{source="all"} 1200`,
-		`tariff_messages_dead_lettered_total{source="all"} 7`,
+		"tariff_batches_total 41\n",
 		`tariff_consumer_lag_messages{partition="2"} 12`,
 		"tariff_price_versions 2\n",
 		// 2026-02-21T00:00:00Z, when the bundled prices take effect.
@@ -163,6 +179,9 @@ func TestStartOps(t *testing.T) {
 			t.Errorf("/metrics (%d) lacks %q", code, want)
 		}
 	}
+	if strings.Contains(body, `source="all"`) {
+		t.Errorf("/metrics has a source=\"all\" total beside the per-source series, which sums over source would count twice:\n%s", body)
+	}
 	code, body = httpGet(t, f.base+"/readyz", "")
 	if code != 200 || !strings.Contains(body, `"name":"state","ok":true`) {
 		t.Errorf("/readyz: %d %s", code, body)
@@ -172,15 +191,15 @@ func TestStartOps(t *testing.T) {
 	if code != 503 || !strings.Contains(body, `"failed":["state"]`) || !strings.Contains(body, "closed") {
 		t.Errorf("/readyz with the state store closed: %d %s", code, body)
 	}
-	if code, _ := httpGet(t, f.base+"/api/prices", ""); code != 401 {
-		t.Errorf("/api/prices without token: %d, want 401", code)
+	if code, _ := httpGet(t, f.base+"/v1/prices", ""); code != 401 {
+		t.Errorf("/v1/prices without token: %d, want 401", code)
 	}
-	code, body = httpGet(t, f.base+"/api/prices?q=claude-sonnet-4-5&limit=1", opsTestToken)
+	code, body = httpGet(t, f.base+"/v1/prices?q=claude-sonnet-4-5&limit=1", opsTestToken)
 	var v struct {
 		Models []map[string]string
 	}
 	if err := json.Unmarshal([]byte(body), &v); code != 200 || err != nil || len(v.Models) != 1 {
-		t.Fatalf("/api/prices: %d %v %s", code, err, body)
+		t.Fatalf("/v1/prices: %d %v %s", code, err, body)
 	}
 }
 
@@ -400,11 +419,21 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	t.Run("customers", func(t *testing.T) {
 		dom := browser(t, bin, withToken("#/customers"), "--dump-dom")
-		if !strings.Contains(dom, `id="customers-empty" data-state="unavailable"`) || !strings.Contains(dom, "Balances are not available yet") {
-			t.Fatalf("the customers page does not say balances are not available:\n%s", dom)
+		for _, want := range []string{
+			`<tr data-customer="cust-0000000" class=""><td>cust-0000000</td><td>pay as you go</td><td class="num" data-col="balance">25 USD</td>`,
+			`<tr data-customer="cust-0000001" class=""><td>cust-0000001</td><td>pro v1</td><td class="num" data-col="balance">45 USD</td>`,
+			`<tr data-customer="cust-0000002" class="paused"><td>cust-0000002</td><td>pay as you go</td><td class="num" data-col="balance">25 USD</td>`,
+		} {
+			if !strings.Contains(dom, want) {
+				t.Errorf("the customers page lacks %s", want)
+			}
 		}
-		if strings.Contains(dom, `id="customers"`) {
-			t.Error("the customers page shows a table without a balance stage")
+		if t.Failed() {
+			t.Logf("page:\n%s", dom)
+		}
+		dom = browser(t, bin, withToken("#/customers?q=0000001"), "--dump-dom")
+		if !strings.Contains(dom, `data-customer="cust-0000001"`) || strings.Contains(dom, `data-customer="cust-0000000"`) {
+			t.Error("the customer search does not narrow the list")
 		}
 	})
 

@@ -60,7 +60,17 @@ type View struct {
 	nextMoney  rating.Amount
 	nextTokens int64
 	credits    []credit // usable credit by expiry, none when credits do not apply
+	// For people: the plan in force and the account's clock.
+	planID      string
+	planVersion uint32
+	clock       time.Time
 }
+
+// Plan returns the id and version of the plan in force ("" for none).
+func (v *View) Plan() (id string, version uint32) { return v.planID, v.planVersion }
+
+// Clock returns how far the account has advanced (its last input's time).
+func (v *View) Clock() time.Time { return v.clock }
 
 type credit struct {
 	expires time.Time // zero: never
@@ -91,6 +101,9 @@ func (a *Account) viewCore() View {
 		periodEnd:      a.end,
 		moneyLeft:      a.money.left,
 		nextMoney:      a.plan.Allowance,
+		planID:         a.plan.ID,
+		planVersion:    a.plan.Version,
+		clock:          a.clock,
 	}
 	for i := range a.tokens {
 		v.tokensLeft += a.tokens[i].allowance - a.tokens[i].used

@@ -171,14 +171,28 @@ func (v *CounterVec) WithFunc(fn func() float64, labelValues ...string) {
 	v.f.get(labelValues, func(s *series) { s.fn = fn })
 }
 
-// Inc adds one.
-func (c *Counter) Inc() { c.s.u.Add(1) }
+// Inc adds one. A nil Counter counts nothing, so a component built
+// without metrics (tests, one-shot commands) needs no branch of its own.
+func (c *Counter) Inc() {
+	if c != nil {
+		c.s.u.Add(1)
+	}
+}
 
-// Add adds n.
-func (c *Counter) Add(n uint64) { c.s.u.Add(n) }
+// Add adds n. A nil Counter counts nothing.
+func (c *Counter) Add(n uint64) {
+	if c != nil {
+		c.s.u.Add(n)
+	}
+}
 
-// Value returns the current count.
-func (c *Counter) Value() uint64 { return c.s.u.Load() }
+// Value returns the current count (0 for a nil Counter).
+func (c *Counter) Value() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.s.u.Load()
+}
 
 // --- gauges ---
 
@@ -281,8 +295,11 @@ func (v *HistogramVec) With(labelValues ...string) *Histogram {
 	}).h
 }
 
-// Observe records one value.
+// Observe records one value. A nil Histogram records nothing.
 func (h *Histogram) Observe(v float64) {
+	if h == nil {
+		return
+	}
 	// A linear scan beats a binary search for the dozen buckets used here.
 	i := 0
 	for i < len(h.upper) && v > h.upper[i] {
@@ -301,8 +318,11 @@ func (h *Histogram) Observe(v float64) {
 // as seconds.
 func (h *Histogram) ObserveSeconds(nanos int64) { h.Observe(float64(nanos) / 1e9) }
 
-// Count returns the number of observations.
+// Count returns the number of observations (0 for a nil Histogram).
 func (h *Histogram) Count() uint64 {
+	if h == nil {
+		return 0
+	}
 	var n uint64
 	for i := range h.counts {
 		n += h.counts[i].Load()

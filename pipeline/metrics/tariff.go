@@ -9,14 +9,15 @@ import (
 
 // Label values of Tariff's families.
 const (
-	// SourceAll labels a total over every input topic, exported while the
-	// pipeline keeps only global counters (pipeline.Stats). Once it counts
-	// per source, each series carries the input topic instead.
-	SourceAll = "all"
+	// KindUnpricedModel labels AlertsEmitted for the operator alert that a
+	// model or unit has no price (balance alerts carry their own kind:
+	// threshold, zero, recovery, paused, resumed).
+	KindUnpricedModel = "unpriced_model"
 
 	// Webhook delivery outcomes: delivered (2xx), retried (an attempt
-	// failed and another follows), failed (attempts exhausted; the
-	// delivery stays queued for the next sync).
+	// failed and another follows), failed (refused, or attempts exhausted:
+	// a price version stays queued for the next sync; an alert is given up
+	// for that endpoint, and its delivery log says so).
 	OutcomeDelivered = "delivered"
 	OutcomeRetried   = "retried"
 	OutcomeFailed    = "failed"
@@ -36,7 +37,9 @@ const (
 type Tariff struct {
 	Registry *Registry
 
-	// Per input topic (label source): see Source.
+	// Per input topic (label source, the topic's name): see Source. The
+	// pipeline counts them itself, per message, from the counters Source
+	// returned at partition start.
 	Messages     *CounterVec
 	Decoded      *CounterVec
 	Rated        *CounterVec
@@ -45,8 +48,7 @@ type Tariff struct {
 	Unpriced     *CounterVec
 
 	// Without labels: With() is the one series. They are vectors so that
-	// a total kept elsewhere can back them (WithFunc) until the pipeline
-	// counts here itself.
+	// a total kept elsewhere (pipeline.Stats) can back them (WithFunc).
 	Batches     *CounterVec // batches applied
 	Redelivered *CounterVec // messages skipped as already applied
 	KeyMismatch *CounterVec // messages whose key is not their customer id

@@ -53,7 +53,7 @@ type Customer struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// CustomersView is what /api/customers returns.
+// CustomersView is what /v1/customers returns.
 type CustomersView struct {
 	Available bool       `json:"available"`
 	Reason    string     `json:"reason,omitempty"`

@@ -109,7 +109,7 @@ type PartitionLag struct {
 	Lag       int64 `json:"lag"`
 }
 
-// PipelineView is what /api/pipeline returns.
+// PipelineView is what /v1/pipeline returns.
 type PipelineView struct {
 	Available     bool           `json:"available"`
 	StartedAt     time.Time      `json:"started_at"`

@@ -55,7 +55,7 @@ type VersionRef struct {
 	Models        int       `json:"models"`
 }
 
-// PricesView is what /api/prices returns.
+// PricesView is what /v1/prices returns.
 type PricesView struct {
 	Available bool   `json:"available"`
 	Reason    string `json:"reason,omitempty"`

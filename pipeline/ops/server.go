@@ -1,10 +1,10 @@
 // Package ops is tariff's operations HTTP server: Prometheus metrics at
 // /metrics, liveness at /healthz, readiness at /readyz, and a dashboard
 // for people (prices with markup, recent price changes and their rollout,
-// pipeline health, customers) with the JSON API behind it.
+// pipeline health, customers) over the admin API (/v1/..., admin.go).
 //
 // /metrics, /healthz and /readyz are open, as scrapers and orchestrators
-// expect. The dashboard's JSON API (/api/...) requires the admin token as
+// expect. The admin API, the dashboard's data, requires the admin token as
 // "Authorization: Bearer <token>"; the dashboard's static files carry no
 // data and are open. Everything is served from the binary (go:embed): no
 // CDN, no build step.
@@ -25,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tariff-dev/tariff/pipeline"
+	"github.com/tariff-dev/tariff/pipeline/balance"
 	"github.com/tariff-dev/tariff/pipeline/metrics"
 )
 
@@ -52,8 +53,17 @@ type Deps struct {
 	// Entitlements answers the entitlement check from memory (the balance
 	// stage's committed views); nil: the endpoint says it is unavailable.
 	Entitlements Entitlements
-	Version      string
-	Logger       zerolog.Logger
+	// The admin API's parts (see admin.go); each nil makes its endpoints
+	// answer 503 with the reason.
+	Commands   Commands
+	Accounts   Accounts
+	RateCards  RateCards
+	Deliveries Deliveries
+	// Plans is the configured plan catalog PUT /v1/customers/{id}/plan
+	// picks from by plan_id.
+	Plans   []balance.Plan
+	Version string
+	Logger  zerolog.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -111,16 +121,47 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.mux.Handle("GET /metrics", deps.Metrics.Registry.Handler())
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /api/prices", s.admin(s.apiPrices))
-	s.mux.Handle("GET /api/price-changes", s.admin(s.apiPriceChanges))
-	s.mux.Handle("GET /api/pipeline", s.admin(s.apiPipeline))
-	s.mux.Handle("GET /api/customers", s.admin(s.apiCustomers))
-	s.mux.Handle("GET /v1/customers/{id}/entitlement", s.admin(s.entitlement))
-	s.mux.Handle("GET /api/", s.admin(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
-	}))
+	for _, rt := range s.v1Routes() {
+		s.mux.Handle(rt.pattern, s.admin(rt.h))
+	}
+	for _, m := range []string{"GET", "POST", "PUT", "DELETE", "PATCH"} {
+		s.mux.Handle(m+" /v1/", s.admin(func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (GET /v1/openapi.yaml describes the admin API)")
+		}))
+	}
 	s.mux.Handle("GET /", assetHandler())
 	return s, nil
+}
+
+type route struct {
+	pattern string // "METHOD /path"
+	h       http.HandlerFunc
+}
+
+// v1Routes are the admin API's endpoints, each described in openapi.yaml
+// (a test keeps the two in step).
+func (s *Server) v1Routes() []route {
+	return []route{
+		{"GET /v1/customers", s.apiCustomers},
+		{"GET /v1/customers/{id}", s.getAccount},
+		{"GET /v1/customers/{id}/entitlement", s.entitlement},
+		{"GET /v1/customers/{id}/statement", s.getStatement},
+		{"POST /v1/customers/{id}/grants", s.postGrant},
+		{"DELETE /v1/customers/{id}/grants/{grant}", s.deleteGrant},
+		{"PUT /v1/customers/{id}/plan", s.putPlan},
+		{"PUT /v1/customers/{id}/thresholds", s.putThresholds},
+		{"PUT /v1/customers/{id}/pause", s.putPause},
+		{"PUT /v1/customers/{id}/rate-card", s.putRateCardAssignment},
+		{"GET /v1/plans", s.getPlans},
+		{"GET /v1/rate-cards", s.getRateCards},
+		{"PUT /v1/rate-cards/{id}", s.putRateCard},
+		{"GET /v1/prices", s.apiPrices},
+		{"GET /v1/price-changes", s.apiPriceChanges},
+		{"GET /v1/pipeline", s.apiPipeline},
+		{"POST /v1/setup", s.postSetup},
+		{"GET /v1/webhooks/deliveries", s.getDeliveries},
+		{"GET /v1/openapi.yaml", s.getOpenAPI},
+	}
 }
 
 // Handler returns the server's routes, for tests and for mounting.

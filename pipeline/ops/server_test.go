@@ -204,15 +204,15 @@ func TestHealthAndReadiness(t *testing.T) {
 func TestAdminToken(t *testing.T) {
 	srv := newTestServer(t, tokenConfig(t), Deps{})
 	for _, tok := range []string{"", "wrong-token-0123456789", testToken + "x"} {
-		code, h, body := get(t, srv.url+"/api/pipeline", tok)
+		code, h, body := get(t, srv.url+"/v1/pipeline", tok)
 		if code != 401 || h.Get("WWW-Authenticate") == "" || !strings.Contains(string(body), "admin token") {
 			t.Errorf("token %q: %d %s; want 401", tok, code, body)
 		}
 	}
-	if code, _, body := get(t, srv.url+"/api/pipeline", testToken); code != 200 {
+	if code, _, body := get(t, srv.url+"/v1/pipeline", testToken); code != 200 {
 		t.Errorf("right token: %d %s", code, body)
 	}
-	if code, _, _ := get(t, srv.url+"/api/nothing", testToken); code != 404 {
+	if code, _, _ := get(t, srv.url+"/v1/nothing", testToken); code != 404 {
 		t.Errorf("unknown endpoint: %d, want 404", code)
 	}
 	// Open endpoints and the static page need no token.
@@ -232,7 +232,7 @@ func TestAdminToken(t *testing.T) {
 	// No token configured: the API is closed and says how to open it.
 	t.Setenv("TARIFF_TEST_NO_TOKEN", "")
 	closed := newTestServer(t, Config{Listen: "0.0.0.0:0", AdminToken: Secret{Env: "TARIFF_TEST_NO_TOKEN"}}, Deps{})
-	code, _, body := get(t, closed.url+"/api/prices", "anything-at-all-123")
+	code, _, body := get(t, closed.url+"/v1/prices", "anything-at-all-123")
 	if code != 503 || !strings.Contains(string(body), "TARIFF_TEST_NO_TOKEN") {
 		t.Fatalf("no token: %d %s; want 503 naming the variable", code, body)
 	}
@@ -244,7 +244,7 @@ func TestAdminToken(t *testing.T) {
 	if len(tok) < 32 {
 		t.Fatalf("loopback server made token %q", tok)
 	}
-	if code, _, _ := get(t, local.url+"/api/pipeline", tok); code != 200 {
+	if code, _, _ := get(t, local.url+"/v1/pipeline", tok); code != 200 {
 		t.Fatalf("generated token refused: %d", code)
 	}
 }
@@ -252,7 +252,7 @@ func TestAdminToken(t *testing.T) {
 func TestPricesAPI(t *testing.T) {
 	srv := newTestServer(t, tokenConfig(t), Deps{Prices: priceState(t)})
 	var v PricesView
-	getJSON(t, srv.url+"/api/prices", &v)
+	getJSON(t, srv.url+"/v1/prices", &v)
 	if !v.Available || v.Markup != "30%" || !strings.Contains(v.MarkupFrom, "rate card default version 1") || v.Total != 3 || len(v.Models) != 3 {
 		t.Fatalf("prices: %+v", v)
 	}
@@ -271,15 +271,15 @@ func TestPricesAPI(t *testing.T) {
 			t.Errorf("row %s:\n got %+v\nwant %+v", r.Model, r, w)
 		}
 	}
-	getJSON(t, srv.url+"/api/prices?provider=openai&q=MINI", &v)
+	getJSON(t, srv.url+"/v1/prices?provider=openai&q=MINI", &v)
 	if v.Matched != 1 || len(v.Models) != 1 || v.Models[0].Model != "gpt-4o-mini" || len(v.Providers) != 2 {
 		t.Fatalf("filtered prices: %+v", v)
 	}
-	getJSON(t, srv.url+"/api/prices?limit=1", &v)
+	getJSON(t, srv.url+"/v1/prices?limit=1", &v)
 	if v.Matched != 3 || len(v.Models) != 1 {
 		t.Fatalf("limit 1: matched %d, %d rows", v.Matched, len(v.Models))
 	}
-	if code, _, body := get(t, srv.url+"/api/prices?limit=x", testToken); code != 400 || !strings.Contains(string(body), "limit") {
+	if code, _, body := get(t, srv.url+"/v1/prices?limit=x", testToken); code != 400 || !strings.Contains(string(body), "limit") {
 		t.Fatalf("bad limit: %d %s", code, body)
 	}
 }
@@ -291,7 +291,7 @@ func TestPriceChangesAPI(t *testing.T) {
 		TotalVersions int `json:"total_versions"`
 		Versions      []VersionChanges
 	}
-	getJSON(t, srv.url+"/api/price-changes", &v)
+	getJSON(t, srv.url+"/v1/price-changes", &v)
 	if !v.Available || v.TotalVersions != 2 || len(v.Versions) != 2 {
 		t.Fatalf("changes: %+v", v)
 	}
@@ -317,7 +317,7 @@ func TestPriceChangesAPI(t *testing.T) {
 		!strings.Contains(newest.Rollout[0].AppliesTo, "every customer on card default") {
 		t.Errorf("rollout: %+v", newest.Rollout)
 	}
-	if code, _, _ := get(t, srv.url+"/api/price-changes?limit=0", testToken); code != 400 {
+	if code, _, _ := get(t, srv.url+"/v1/price-changes?limit=0", testToken); code != 400 {
 		t.Errorf("limit 0: %d, want 400", code)
 	}
 }
@@ -334,7 +334,7 @@ func TestPipelineAPI(t *testing.T) {
 	srv.stats.DeadLettered.Add(7)
 	srv.stats.Unpriced.Add(2)
 	var v PipelineView
-	getJSON(t, srv.url+"/api/pipeline", &v)
+	getJSON(t, srv.url+"/v1/pipeline", &v)
 	if v.Counters.Messages != 150 || v.Counters.DeadLettered != 7 || v.Counters.Unpriced != 2 {
 		t.Fatalf("counters %+v", v.Counters)
 	}
@@ -355,23 +355,23 @@ func TestPipelineAPI(t *testing.T) {
 func TestCustomersAPI(t *testing.T) {
 	none := newTestServer(t, tokenConfig(t), Deps{})
 	var v CustomersView
-	getJSON(t, none.url+"/api/customers", &v)
+	getJSON(t, none.url+"/v1/customers", &v)
 	if v.Available || v.Reason != NoCustomers || v.Customers == nil || len(v.Customers) != 0 {
 		t.Fatalf("no provider: %+v", v)
 	}
 	fc := &fakeCustomers{}
 	srv := newTestServer(t, tokenConfig(t), Deps{Customers: fc})
-	code, _, body := get(t, srv.url+"/api/customers?q=ac&limit=20&after=a", testToken)
+	code, _, body := get(t, srv.url+"/v1/customers?q=ac&limit=20&after=a", testToken)
 	if code != 200 || fc.got != (CustomerQuery{Match: "ac", After: "a", Limit: 20}) {
 		t.Fatalf("query %+v: %d %s", fc.got, code, body)
 	}
 	if !strings.Contains(string(body), `"balance":"12.34"`) || !strings.Contains(string(body), `"paused":true`) {
 		t.Fatalf("customers: %s", body)
 	}
-	if code, _, body := get(t, srv.url+"/api/customers?q=fail", testToken); code != 502 || !strings.Contains(string(body), "balance store unavailable") {
+	if code, _, body := get(t, srv.url+"/v1/customers?q=fail", testToken); code != 502 || !strings.Contains(string(body), "balance store unavailable") {
 		t.Fatalf("failing provider: %d %s", code, body)
 	}
-	if code, _, _ := get(t, srv.url+"/api/customers?limit=9999", testToken); code != 400 {
+	if code, _, _ := get(t, srv.url+"/v1/customers?limit=9999", testToken); code != 400 {
 		t.Fatalf("limit 9999: %d, want 400", code)
 	}
 }

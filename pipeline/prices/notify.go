@@ -1,22 +1,18 @@
 package prices
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/tariff-dev/tariff/pipeline/metrics"
+	"github.com/tariff-dev/tariff/sinks/webhook"
 )
 
 // Notifier delivers announcements of new price versions to one target.
@@ -119,47 +115,8 @@ func (n *KafkaNotifier) Deliver(ctx context.Context, payload []byte) error {
 // Close implements Notifier.
 func (n *KafkaNotifier) Close() error { return n.w.Close() }
 
-// Webhook signature headers. The signature is HMAC-SHA256, keyed with the
-// shared secret, over "<timestamp>.<body>", hex-encoded after "sha256=".
-// Signing the timestamp with the body lets a receiver refuse a replayed
-// old delivery (see Verify).
-const (
-	HeaderTimestamp = "X-Tariff-Timestamp"
-	HeaderSignature = "X-Tariff-Signature"
-	HeaderDelivery  = "X-Tariff-Delivery"
-)
-
-// Sign returns the signature header value for body sent at timestamp
-// (Unix seconds).
-func Sign(secret []byte, timestamp int64, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(strconv.FormatInt(timestamp, 10)))
-	m.Write([]byte{'.'})
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
-
-// ErrBadSignature: a webhook delivery's signature does not verify.
-var ErrBadSignature = errors.New("webhook signature does not verify")
-
-// Verify checks a delivery as a receiver should: the signature matches
-// (compared in constant time) and the timestamp is within tolerance of
-// now.
-func Verify(secret []byte, timestamp, signature string, body []byte, now time.Time, tolerance time.Duration) error {
-	ts, err := strconv.ParseInt(timestamp, 10, 64)
-	if err != nil {
-		return fmt.Errorf("%s %q: expected Unix seconds: %w", HeaderTimestamp, timestamp, ErrBadSignature)
-	}
-	if d := now.Sub(time.Unix(ts, 0)); d > tolerance || d < -tolerance {
-		return fmt.Errorf("%s %d is %s from now, more than %s: %w", HeaderTimestamp, ts, d.Round(time.Second), tolerance, ErrBadSignature)
-	}
-	if !hmac.Equal([]byte(Sign(secret, ts, body)), []byte(signature)) {
-		return ErrBadSignature
-	}
-	return nil
-}
-
-// WebhookNotifier POSTs each announcement, signed, to one URL, retrying
+// WebhookNotifier POSTs each announcement, signed (the scheme of package
+// sinks/webhook; header X-Tariff-Event: price_version), to one URL, retrying
 // transient failures (network errors, 408, 429, 5xx) with capped
 // exponential backoff that honours ctx.
 type WebhookNotifier struct {
@@ -170,6 +127,25 @@ type WebhookNotifier struct {
 	// now and backoff are replaced in tests.
 	now     func() time.Time
 	backoff func(attempt int) time.Duration
+	// deliveries counts attempts by outcome (CountIn); nil: not counted.
+	deliveries map[string]*metrics.Counter
+}
+
+// CountIn counts this notifier's attempts in v (metrics.Tariff's
+// WebhookDeliveries) as webhook="prices": delivered, retried (another
+// attempt follows), failed (attempts used up or refused; the version stays
+// queued for the next sync). Call it before the first Deliver.
+func (n *WebhookNotifier) CountIn(v *metrics.CounterVec) {
+	n.deliveries = map[string]*metrics.Counter{}
+	for _, o := range []string{metrics.OutcomeDelivered, metrics.OutcomeRetried, metrics.OutcomeFailed} {
+		n.deliveries[o] = v.With("prices", o)
+	}
+}
+
+func (n *WebhookNotifier) count(outcome string) {
+	if c := n.deliveries[outcome]; c != nil {
+		c.Inc()
+	}
 }
 
 // NewWebhookNotifier validates cfg and returns the notifier.
@@ -202,10 +178,6 @@ func (n *WebhookNotifier) Target() string { return "webhook:" + n.cfg.URL }
 // Close implements Notifier.
 func (n *WebhookNotifier) Close() error { n.client.CloseIdleConnections(); return nil }
 
-// errPermanent marks a response retrying cannot fix (a 4xx other than 408
-// and 429): the receiver refuses the delivery.
-var errPermanent = errors.New("refused by the receiver")
-
 // Deliver implements Notifier.
 func (n *WebhookNotifier) Deliver(ctx context.Context, payload []byte) error {
 	var id struct {
@@ -224,38 +196,25 @@ func (n *WebhookNotifier) Deliver(ctx context.Context, payload []byte) error {
 			}
 		}
 		if err = n.post(ctx, id.ID, payload); err == nil {
+			n.count(metrics.OutcomeDelivered)
 			return nil
 		}
-		if errors.Is(err, errPermanent) || ctx.Err() != nil {
+		if errors.Is(err, webhook.ErrPermanent) || ctx.Err() != nil || attempt+1 == n.cfg.MaxAttempts {
 			break
 		}
+		n.count(metrics.OutcomeRetried)
 		n.log.Debug().Err(err).Int("attempt", attempt+1).Msg("webhook delivery failed; retrying")
+	}
+	if ctx.Err() == nil { // a stop is not a failure: the version stays queued
+		n.count(metrics.OutcomeFailed)
 	}
 	return fmt.Errorf("webhook %s: %w", n.cfg.URL, err)
 }
 
 func (n *WebhookNotifier) post(ctx context.Context, delivery string, body []byte) error {
-	ts := n.now().Unix()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.cfg.URL, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("%w: %w", errPermanent, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "tariff-price-webhook/1")
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(n.secret, ts, body))
-	req.Header.Set(HeaderDelivery, delivery)
-	resp, err := n.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return nil
-	case resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode >= 500:
-		return fmt.Errorf("status %s: %s", resp.Status, strings.TrimSpace(string(snippet)))
-	}
-	return fmt.Errorf("status %s: %s: %w", resp.Status, strings.TrimSpace(string(snippet)), errPermanent)
+	_, err := webhook.Post(ctx, n.client, n.now(), webhook.Request{
+		URL: n.cfg.URL, Secret: n.secret, Body: body, UserAgent: "tariff-price-webhook/1",
+		Header: http.Header{webhook.HeaderDelivery: {delivery}, webhook.HeaderEvent: {"price_version"}},
+	})
+	return err
 }

@@ -2,7 +2,6 @@ package prices
 
 import (
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tariff-dev/tariff/pipeline/metrics"
 	"github.com/tariff-dev/tariff/rating"
+	"github.com/tariff-dev/tariff/sinks/webhook"
 )
 
 // TestWebhookSignedDelivery runs a price change through a webhook whose
@@ -28,7 +29,7 @@ func TestWebhookSignedDelivery(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		attempts++
-		if err := Verify(secret, r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderSignature), body, time.Now(), 5*time.Minute); err != nil {
+		if err := webhook.Verify(secret, r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), body, time.Now(), 5*time.Minute); err != nil {
 			verr = append(verr, err)
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
@@ -37,7 +38,7 @@ func TestWebhookSignedDelivery(t *testing.T) {
 			http.Error(w, "try later", http.StatusServiceUnavailable)
 			return
 		}
-		if r.Header.Get("Content-Type") != "application/json" || r.Header.Get(HeaderDelivery) == "" {
+		if r.Header.Get("Content-Type") != "application/json" || r.Header.Get(webhook.HeaderDelivery) == "" || r.Header.Get(webhook.HeaderEvent) != "price_version" {
 			t.Errorf("headers: %v", r.Header)
 		}
 		got = body
@@ -50,6 +51,8 @@ func TestWebhookSignedDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	wh.backoff = func(int) time.Duration { return time.Millisecond }
+	m := metrics.NewTariff(metrics.NewRegistry(), "test")
+	wh.CountIn(m.WebhookDeliveries)
 	st := newState(t, openDB(t, ""))
 	s := newSyncer(t, st, wh)
 	syncAt(t, s, time.Time{}, litellm(map[string]string{"m": "0.000001 0.000002"}))
@@ -61,6 +64,11 @@ func TestWebhookSignedDelivery(t *testing.T) {
 	defer mu.Unlock()
 	if len(verr) != 0 || attempts != 3 {
 		t.Fatalf("attempts %d, signature errors %v", attempts, verr)
+	}
+	for outcome, want := range map[string]uint64{metrics.OutcomeRetried: 2, metrics.OutcomeDelivered: 1, metrics.OutcomeFailed: 0} {
+		if n := m.WebhookDeliveries.With("prices", outcome).Value(); n != want {
+			t.Errorf("tariff_webhook_deliveries_total{webhook=prices,outcome=%s} = %d, want %d", outcome, n, want)
+		}
 	}
 	var a Announcement
 	if err := json.Unmarshal(got, &a); err != nil {
@@ -76,40 +84,6 @@ func TestWebhookSignedDelivery(t *testing.T) {
 	}
 }
 
-func TestVerify(t *testing.T) {
-	secret := []byte("k")
-	body := []byte(`{"id":"v1"}`)
-	now := time.Unix(1_770_000_000, 0)
-	sig := Sign(secret, now.Unix(), body)
-	ts := "1770000000"
-	for _, c := range []struct {
-		name          string
-		secret        []byte
-		ts, sig, body string
-		at            time.Time
-		ok            bool
-	}{
-		{"valid", secret, ts, sig, string(body), now, true},
-		{"valid, 4 minutes later", secret, ts, sig, string(body), now.Add(4 * time.Minute), true},
-		{"replayed 10 minutes later", secret, ts, sig, string(body), now.Add(10 * time.Minute), false},
-		{"body changed", secret, ts, sig, `{"id":"v2"}`, now, false},
-		{"timestamp changed", secret, "1770000001", sig, string(body), now, false},
-		{"other secret", []byte("x"), ts, sig, string(body), now, false},
-		{"timestamp not a number", secret, "yesterday", sig, string(body), now, false},
-	} {
-		err := Verify(c.secret, c.ts, c.sig, []byte(c.body), c.at, 5*time.Minute)
-		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrBadSignature)) {
-			t.Errorf("%s: %v", c.name, err)
-		}
-	}
-	// Known answer, computed independently (Python: hmac.new(b"k",
-	// b'1770000000.{"id":"v1"}', hashlib.sha256).hexdigest()), so
-	// receivers in other languages can check their implementation.
-	if want := "sha256=9bd30115a604024f48342bc878666989781e772b0987c6c6678bfabff9a30c0b"; sig != want {
-		t.Errorf("signature %s, want %s", sig, want)
-	}
-}
-
 func TestWebhookGivesUpOnClientErrors(t *testing.T) {
 	var n int
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -122,9 +96,14 @@ func TestWebhookGivesUpOnClientErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	wh.backoff = func(int) time.Duration { return time.Millisecond }
+	m := metrics.NewTariff(metrics.NewRegistry(), "test")
+	wh.CountIn(m.WebhookDeliveries)
 	err = wh.Deliver(t.Context(), []byte(`{"id":"v"}`))
 	if err == nil || !strings.Contains(err.Error(), "404") || n != 1 {
 		t.Errorf("404: %v after %d attempts, want one attempt", err, n)
+	}
+	if f, r := m.WebhookDeliveries.With("prices", metrics.OutcomeFailed).Value(), m.WebhookDeliveries.With("prices", metrics.OutcomeRetried).Value(); f != 1 || r != 0 {
+		t.Errorf("a refused delivery counted failed %d, retried %d; want 1, 0", f, r)
 	}
 	if _, err := NewWebhookNotifier(WebhookConfig{URL: "ftp://x"}, testLog(t)); err == nil ||
 		!strings.Contains(err.Error(), "prices.webhooks[0].url") || !strings.Contains(err.Error(), "secret: required") {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tariff-dev/tariff/pipeline/metrics"
 	"github.com/tariff-dev/tariff/rating"
 )
 
@@ -46,6 +47,47 @@ type SyncOptions struct {
 	// Force records a list even when it removes more than
 	// SyncConfig.MaxRemovedPercent of the models in force.
 	Force bool
+	// Progress, when set, follows the sync's steps (tariff prices sync
+	// shows them). Nil: nothing is reported.
+	Progress Progress
+}
+
+// Progress follows one sync, step by step: "fetch <source>" counts bytes
+// (total: the size, when the file's size or the response's Content-Length
+// says it, else 0), then "import" counts the models imported, "diff" the
+// changes found and "store" the versions recorded (none when nothing
+// changed, or in a dry run). Its methods are called from the syncing
+// goroutine, one step after another.
+type Progress interface {
+	// Step begins a step; the one before it is over.
+	Step(name, unit string, total int64)
+	// Add counts n more done in the current step.
+	Add(n int64)
+}
+
+// noProgress reports nothing.
+type noProgress struct{}
+
+func (noProgress) Step(string, string, int64) {}
+func (noProgress) Add(int64)                  {}
+
+func progressOf(opts SyncOptions) Progress {
+	if opts.Progress == nil {
+		return noProgress{}
+	}
+	return opts.Progress
+}
+
+// countingReader counts what is read through it into a Progress.
+type countingReader struct {
+	r io.Reader
+	p Progress
+}
+
+func (c countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.p.Add(int64(n))
+	return n, err
 }
 
 // Result is what one sync found and did.
@@ -84,8 +126,13 @@ type Syncer struct {
 	log       zerolog.Logger
 	// now is the clock (replaced in tests).
 	now func() time.Time
-	mu  sync.Mutex
+	// syncs counts each sync by result (SetMetrics); nil counts nothing.
+	syncs *syncCounters
+	mu    sync.Mutex
 }
+
+// syncCounters are the tariff_price_syncs_total series, one per result.
+type syncCounters struct{ changed, unchanged, refused, failed *metrics.Counter }
 
 // NewSyncer validates cfg. The syncer owns the notifiers (Close closes
 // them).
@@ -111,6 +158,57 @@ func (s *Syncer) State() *State { return s.state }
 // SetClock replaces the clock (tests).
 func (s *Syncer) SetClock(now func() time.Time) { s.now = now }
 
+// SetMetrics makes the syncer count every sync that is not a dry run in
+// m.PriceSyncs by result: changed (a version was recorded), unchanged,
+// refused (an invalid list, one that removes too many models, or a
+// version that would rewrite history) or failed (a source could not be
+// fetched, or the store not written). Call it before the first sync; a nil
+// m counts nothing.
+func (s *Syncer) SetMetrics(m *metrics.Tariff) {
+	if m == nil {
+		s.syncs = nil
+		return
+	}
+	s.syncs = &syncCounters{
+		changed: m.PriceSyncs.With(metrics.SyncChanged), unchanged: m.PriceSyncs.With(metrics.SyncUnchanged),
+		refused: m.PriceSyncs.With(metrics.SyncRefused), failed: m.PriceSyncs.With(metrics.SyncFailed),
+	}
+	// Price-change webhooks count their attempts under webhook="prices".
+	for _, n := range s.notifiers {
+		if w, ok := n.(*WebhookNotifier); ok {
+			w.CountIn(m.WebhookDeliveries)
+		}
+	}
+}
+
+// count counts one sync's result (see SetMetrics).
+func (s *Syncer) count(res *Result, err error, opts SyncOptions) {
+	c := s.syncs
+	if c == nil || opts.DryRun {
+		return
+	}
+	var refused refusedError
+	switch {
+	case errors.As(err, &refused), errors.Is(err, ErrTooManyRemoved), errors.Is(err, ErrConflict):
+		c.refused.Inc()
+	case err != nil:
+		c.failed.Inc()
+	case res != nil && res.Recorded:
+		c.changed.Inc()
+	default:
+		// Equal prices, or a version another writer of the store recorded
+		// first: this sync recorded nothing.
+		c.unchanged.Inc()
+	}
+}
+
+// refusedError marks a price list refused as invalid (it cannot be parsed,
+// or holds no models), as opposed to a failure to fetch or store. Its text
+// is the wrapped error's.
+type refusedError struct{ error }
+
+func (e refusedError) Unwrap() error { return e.error }
+
 // Close closes the notifiers.
 func (s *Syncer) Close() error {
 	var errs []error
@@ -123,17 +221,17 @@ func (s *Syncer) Close() error {
 // Fetch reads each source: a file, or an http(s) URL fetched with the
 // configured timeout (transient failures retried twice).
 func (s *Syncer) Fetch(ctx context.Context, sources []string) ([]List, error) {
-	return fetch(ctx, s.client, s.cfg, sources)
+	return fetch(ctx, s.client, s.cfg, sources, noProgress{})
 }
 
 // Fetch reads sources as Syncer.Fetch does, for callers without a syncer
 // (`tariff prices diff`). cfg's zero fields take their defaults.
 func Fetch(ctx context.Context, cfg SyncConfig, sources []string) ([]List, error) {
 	cfg.SetDefaults()
-	return fetch(ctx, &http.Client{Timeout: cfg.FetchTimeout}, cfg, sources)
+	return fetch(ctx, &http.Client{Timeout: cfg.FetchTimeout}, cfg, sources, noProgress{})
 }
 
-func fetch(ctx context.Context, client *http.Client, cfg SyncConfig, sources []string) ([]List, error) {
+func fetch(ctx context.Context, client *http.Client, cfg SyncConfig, sources []string, p Progress) ([]List, error) {
 	out := make([]List, 0, len(sources))
 	for _, src := range sources {
 		if err := checkSource(src); err != nil {
@@ -142,9 +240,9 @@ func fetch(ctx context.Context, client *http.Client, cfg SyncConfig, sources []s
 		var data []byte
 		var err error
 		if isURL(src) {
-			data, err = get(ctx, client, cfg.MaxListBytes, src)
+			data, err = get(ctx, client, cfg.MaxListBytes, src, p)
 		} else {
-			data, err = readFile(src, cfg.MaxListBytes)
+			data, err = readFile(src, cfg.MaxListBytes, p)
 		}
 		if err != nil {
 			return nil, err
@@ -154,13 +252,18 @@ func fetch(ctx context.Context, client *http.Client, cfg SyncConfig, sources []s
 	return out, nil
 }
 
-func readFile(path string, limit int64) ([]byte, error) {
+func readFile(path string, limit int64, p Progress) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read price list: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	var size int64
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		size = st.Size()
+	}
+	p.Step("fetch "+path, "bytes", size)
+	data, err := io.ReadAll(io.LimitReader(countingReader{f, p}, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("read price list %s: %w", path, err)
 	}
@@ -170,7 +273,7 @@ func readFile(path string, limit int64) ([]byte, error) {
 	return data, nil
 }
 
-func get(ctx context.Context, client *http.Client, limit int64, u string) ([]byte, error) {
+func get(ctx context.Context, client *http.Client, limit int64, u string, p Progress) ([]byte, error) {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if attempt > 0 {
@@ -182,7 +285,7 @@ func get(ctx context.Context, client *http.Client, limit int64, u string) ([]byt
 		}
 		var data []byte
 		var retry bool
-		data, retry, err = getOnce(ctx, client, limit, u)
+		data, retry, err = getOnce(ctx, client, limit, u, p)
 		if err == nil {
 			return data, nil
 		}
@@ -193,7 +296,7 @@ func get(ctx context.Context, client *http.Client, limit int64, u string) ([]byt
 	return nil, err
 }
 
-func getOnce(ctx context.Context, client *http.Client, limit int64, u string) (data []byte, retry bool, err error) {
+func getOnce(ctx context.Context, client *http.Client, limit int64, u string, p Progress) (data []byte, retry bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("fetch %s: %w", u, err)
@@ -209,7 +312,9 @@ func getOnce(ctx context.Context, client *http.Client, limit int64, u string) (d
 		transient := resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
 		return nil, transient, fmt.Errorf("fetch %s: status %s, expected 200 OK", u, resp.Status)
 	}
-	data, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	// Content-Length is -1 when unknown (chunked, compressed): no ETA then.
+	p.Step("fetch "+u, "bytes", max(resp.ContentLength, 0))
+	data, err = io.ReadAll(io.LimitReader(countingReader{resp.Body, p}, limit+1))
 	if err != nil {
 		return nil, true, fmt.Errorf("fetch %s: %w", u, err)
 	}
@@ -278,8 +383,9 @@ func (s *Syncer) Sync(ctx context.Context, sources []string, opts SyncOptions) (
 	if len(sources) == 0 {
 		return nil, errors.New("no price sources: set prices.sources in the configuration or pass --source FILE|URL (for example https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json)")
 	}
-	lists, err := s.Fetch(ctx, sources)
+	lists, err := fetch(ctx, s.client, s.cfg, sources, progressOf(opts))
 	if err != nil {
+		s.count(nil, err, opts)
 		return nil, err
 	}
 	return s.SyncLists(ctx, lists, opts)
@@ -295,6 +401,7 @@ func (s *Syncer) SyncLists(ctx context.Context, lists []List, opts SyncOptions) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	res, err := s.record(lists, opts)
+	s.count(res, err, opts)
 	if err != nil {
 		return res, err
 	}
@@ -308,10 +415,13 @@ func (s *Syncer) SyncLists(ctx context.Context, lists []List, opts SyncOptions) 
 func (s *Syncer) record(lists []List, opts SyncOptions) (*Result, error) {
 	s.state.writeMu.Lock()
 	defer s.state.writeMu.Unlock()
+	p := progressOf(opts)
+	p.Step("import", "models", 0)
 	snap, fetched, err := Parse(lists)
 	if err != nil {
-		return nil, err
+		return nil, refusedError{err}
 	}
+	p.Add(int64(len(snap.Prices)))
 	names := make([]string, len(lists))
 	for i, l := range lists {
 		names[i] = l.Name
@@ -334,7 +444,9 @@ func (s *Syncer) record(lists []List, opts SyncOptions) (*Result, error) {
 	}
 	res.Previous = prev
 	if prev != nil {
+		p.Step("diff", "changes", 0)
 		res.Changes = rating.Diff(prev.Prices, snap)
+		p.Add(int64(len(res.Changes)))
 		if len(res.Changes) == 0 {
 			return res, nil
 		}
@@ -372,6 +484,7 @@ func (s *Syncer) record(lists []List, opts SyncOptions) (*Result, error) {
 			rec.Outbox[n.Target()] = payload
 		}
 	}
+	p.Step("store", "versions", 1)
 	switch err := s.state.store.Save(rec); {
 	case errors.Is(err, ErrExists):
 		// Recorded already by another writer of this store: reload.
@@ -381,6 +494,7 @@ func (s *Syncer) record(lists []List, opts SyncOptions) (*Result, error) {
 		return nil, err
 	}
 	res.Recorded = true
+	p.Add(1)
 	newBook, err := book.With(v)
 	if err != nil {
 		return nil, fmt.Errorf("BUG: recorded price version %s does not fit the book: %w", v.ID, err)

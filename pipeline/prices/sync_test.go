@@ -5,13 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tariff-dev/tariff/pipeline/metrics"
 	"github.com/tariff-dev/tariff/rating"
 	"github.com/tariff-dev/tariff/schemas"
 )
@@ -331,5 +336,124 @@ func TestRunSwapsWhileRating(t *testing.T) {
 	}
 	if n := len(st.Catalog().Book.Versions()); n != 2 {
 		t.Errorf("%d versions, want 2 (unchanged lists record nothing)", n)
+	}
+}
+
+// TestSyncCountsResults: each sync that is not a dry run is counted once
+// in tariff_price_syncs_total by result.
+func TestSyncCountsResults(t *testing.T) {
+	st := newState(t, openDB(t, ""))
+	s := newSyncer(t, st)
+	m := metrics.NewTariff(metrics.NewRegistry(), "test")
+	s.SetMetrics(m)
+	four := litellm(map[string]string{"a": "1e-06 1e-06", "b": "1e-06 1e-06", "c": "1e-06 1e-06", "d": "1e-06 1e-06"})
+	syncAt(t, s, time.Time{}, four)                                                                                                                            // changed: the first version
+	syncAt(t, s, mustTime("2026-03-01T00:00:00Z"), four)                                                                                                       // unchanged
+	syncAt(t, s, mustTime("2026-03-01T00:00:00Z"), litellm(map[string]string{"a": "2e-06 1e-06", "b": "1e-06 1e-06", "c": "1e-06 1e-06", "d": "1e-06 1e-06"})) // changed
+	cut := []List{{"cut", litellm(map[string]string{"a": "1e-06 1e-06"})}}
+	if _, err := s.SyncLists(t.Context(), cut, SyncOptions{Effective: mustTime("2026-04-01T00:00:00Z")}); !errors.Is(err, ErrTooManyRemoved) {
+		t.Fatalf("mass removal: %v", err) // refused
+	}
+	if _, err := s.SyncLists(t.Context(), []List{{"junk", []byte(`{"a":[1,2]}`)}}, SyncOptions{}); err == nil {
+		t.Fatal("junk list accepted") // refused
+	}
+	if _, err := s.Sync(t.Context(), []string{filepath.Join(t.TempDir(), "missing.json")}, SyncOptions{}); err == nil {
+		t.Fatal("missing file synced") // failed
+	}
+	if _, err := s.SyncLists(t.Context(), cut, SyncOptions{DryRun: true, Force: true}); err != nil {
+		t.Fatalf("dry run: %v", err) // not counted
+	}
+	want := map[string]uint64{metrics.SyncChanged: 2, metrics.SyncUnchanged: 1, metrics.SyncRefused: 2, metrics.SyncFailed: 1}
+	for result, n := range want {
+		if got := m.PriceSyncs.With(result).Value(); got != n {
+			t.Errorf("tariff_price_syncs_total{result=%q} = %d, want %d", result, got, n)
+		}
+	}
+}
+
+type stepLog struct{ steps []string }
+
+func (l *stepLog) Step(name, unit string, total int64) {
+	l.steps = append(l.steps, fmt.Sprintf("%s %s %d", name, unit, total))
+}
+
+func (l *stepLog) Add(n int64) {
+	l.steps[len(l.steps)-1] += fmt.Sprintf(" +%d", n)
+}
+
+// TestSyncProgressSteps: a sync reports its steps in order, bytes fetched
+// against the size when it is known (a file, a Content-Length) and
+// without a total when it is not.
+func TestSyncProgressSteps(t *testing.T) {
+	data := litellm(map[string]string{"a": "1e-06 1e-06", "b": "1e-06 2e-06"})
+	path := writeFile(t, "prices.json", data)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/chunked" {
+			w.Write(data[:10])
+			w.(http.Flusher).Flush() // sent before the end: no Content-Length
+			w.Write(data[10:])
+			return
+		}
+		w.Write(data)
+	}))
+	defer srv.Close()
+	st := newState(t, openDB(t, ""))
+	s := newSyncer(t, st)
+	sum := func(step string) int64 {
+		var n int64
+		for _, f := range strings.Fields(step) {
+			if strings.HasPrefix(f, "+") {
+				v, _ := strconv.ParseInt(f[1:], 10, 64)
+				n += v
+			}
+		}
+		return n
+	}
+	size := int64(len(data))
+	var first stepLog
+	if _, err := s.Sync(t.Context(), []string{path}, SyncOptions{Progress: &first}); err != nil {
+		t.Fatal(err)
+	}
+	if len(first.steps) != 3 || !strings.HasPrefix(first.steps[0], fmt.Sprintf("fetch %s bytes %d", path, size)) || sum(first.steps[0]) != size ||
+		first.steps[1] != "import models 0 +2" || first.steps[2] != "store versions 1 +1" {
+		t.Fatalf("first sync steps %q; want fetch (%d of %d bytes), import +2 models, store +1 (no diff: there is no earlier version)", first.steps, size, size)
+	}
+	var second stepLog
+	if _, err := s.Sync(t.Context(), []string{srv.URL + "/plain", srv.URL + "/chunked"}, SyncOptions{Progress: &second}); err != nil {
+		t.Fatal(err)
+	}
+	if len(second.steps) != 4 || !strings.HasPrefix(second.steps[0], fmt.Sprintf("fetch %s/plain bytes %d", srv.URL, size)) ||
+		!strings.HasPrefix(second.steps[1], fmt.Sprintf("fetch %s/chunked bytes 0", srv.URL)) || sum(second.steps[1]) != size ||
+		second.steps[2] != "import models 0 +2" || second.steps[3] != "diff changes 0 +0" {
+		t.Fatalf("second sync steps %q; want two fetches (the chunked one without a total), import, diff with no change and no store", second.steps)
+	}
+}
+
+// TestSyncCountsWebhookDeliveries: SetMetrics also counts the attempts of
+// the syncer's price webhooks, under webhook="prices".
+func TestSyncCountsWebhookDeliveries(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	wh, err := NewWebhookNotifier(WebhookConfig{URL: srv.URL, Secret: "sync-test-secret-0123456789"}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newState(t, openDB(t, ""))
+	s, err := NewSyncer(SyncConfig{}, st, []Notifier{wh}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := metrics.NewTariff(metrics.NewRegistry(), "test")
+	s.SetMetrics(m)
+	syncAt(t, s, time.Time{}, litellm(map[string]string{"a": "1e-06 1e-06"}))
+	syncAt(t, s, mustTime("2026-03-01T00:00:00Z"), litellm(map[string]string{"a": "2e-06 1e-06"}))
+	if d, r := m.WebhookDeliveries.With("prices", metrics.OutcomeDelivered).Value(), m.WebhookDeliveries.With("prices", metrics.OutcomeRetried).Value(); d < 1 || r != 1 {
+		t.Fatalf("price webhook deliveries: delivered %d, retried %d; want at least 1 and 1", d, r)
 	}
 }

@@ -12,7 +12,7 @@
 const TOKEN_KEY = 'tariff.adminToken';
 const MAX_ROWS = 300;
 let refreshTimer = null;
-let pricesCache = null; // the last /api/prices answer, filtered locally
+let pricesCache = null; // the last /v1/prices answer, filtered locally
 
 // --- small helpers ---
 
@@ -113,7 +113,7 @@ function tokenForm(message) {
 }
 
 async function pagePrices(main, params) {
-  if (!pricesCache) pricesCache = await api('/api/prices?limit=0');
+  if (!pricesCache) pricesCache = await api('/v1/prices?limit=0');
   const v = pricesCache;
   if (!v.available) {
     main.append(el('div', { class: 'empty', 'data-state': 'unavailable' }, el('h1', { text: 'Prices' }), el('p', { text: v.reason })));
@@ -172,7 +172,7 @@ async function pagePrices(main, params) {
 }
 
 async function pageChanges(main) {
-  const v = await api('/api/price-changes?limit=10');
+  const v = await api('/v1/price-changes?limit=10');
   main.append(el('h1', { text: 'Recent price changes' }));
   if (!v.available) {
     main.append(el('div', { class: 'empty', 'data-state': 'unavailable' }, el('p', { text: v.reason })));
@@ -236,7 +236,7 @@ function sparkline(points) {
 }
 
 async function pagePipeline(main) {
-  const v = await api('/api/pipeline');
+  const v = await api('/v1/pipeline');
   const c = v.counters;
   const tile = (id, label, value, note) => el('div', { class: 'tile', id: id }, el('div', { class: 'label' }, label), el('div', { class: 'value' }, value), note ? el('div', { class: 'muted small' }, note) : null);
   main.append(el('h1', { text: 'Pipeline health' }),
@@ -268,7 +268,7 @@ async function pagePipeline(main) {
 async function pageCustomers(main, params) {
   main.append(el('h1', { text: 'Customers' }));
   const q = params.get('q') || '';
-  const v = await api('/api/customers?limit=200' + (q ? '&q=' + encodeURIComponent(q) : ''));
+  const v = await api('/v1/customers?limit=200' + (q ? '&q=' + encodeURIComponent(q) : ''));
   if (!v.available) {
     main.append(el('div', { class: 'empty', id: 'customers-empty', 'data-state': 'unavailable' },
       el('h2', { text: 'Balances are not available yet' }),
