@@ -9,6 +9,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tariff-dev/tariff/pipeline"
+	"github.com/tariff-dev/tariff/pipeline/alertwebhooks"
 	"github.com/tariff-dev/tariff/pipeline/ops"
 	"github.com/tariff-dev/tariff/pipeline/prices"
 	"github.com/tariff-dev/tariff/schemas"
@@ -30,6 +31,12 @@ type Config struct {
 	// Ops is the HTTP server for /metrics, /healthz, /readyz and the
 	// dashboard; each field and its default: pipeline/ops.Config.
 	Ops ops.Config `yaml:"ops"`
+	// Webhooks are the signed webhooks balance alerts are delivered to,
+	// with retries and a delivery log; each field and its default:
+	// pipeline/alertwebhooks.Config.
+	Webhooks alertwebhooks.Config `yaml:"webhooks"`
+	// Balances holds the plan catalog of the admin API.
+	Balances BalancesConfig `yaml:"balances"`
 	// MemoryLimit is a soft limit on the Go heap, in bytes: past it the
 	// garbage collector works harder rather than let the process grow.
 	// Default 469762048 (448 MiB, leaving room under a 512 MiB budget for
@@ -154,6 +161,7 @@ const (
 	TopicMeter      = "tariff.usage.meter"
 	TopicDeadLetter = "tariff.deadletter"
 	TopicAlerts     = "tariff.alerts"
+	TopicCommands   = "tariff.commands"
 )
 
 // embedded reports whether the config asks for the in-process broker: it
@@ -163,7 +171,7 @@ func (c *Config) embedded() bool { return len(c.Kafka.Brokers) == 0 }
 // SetDefaults fills every zero field with its documented default.
 func (c *Config) SetDefaults() {
 	if len(c.Kafka.Topics) == 0 {
-		c.Kafka.Topics = map[string]string{TopicGateway: "gateway", TopicPartner: "auto", TopicMeter: "meter"}
+		c.Kafka.Topics = map[string]string{TopicGateway: "gateway", TopicPartner: "auto", TopicMeter: "meter", TopicCommands: pipeline.FormatCommand}
 	}
 	if c.Kafka.DeadLetterTopic == "" {
 		c.Kafka.DeadLetterTopic = TopicDeadLetter
@@ -205,6 +213,7 @@ func (c *Config) SetDefaults() {
 		c.Log.Level = "info"
 	}
 	c.Ops.SetDefaults()
+	c.Webhooks.SetDefaults()
 	if c.MemoryLimit == nil {
 		v := int64(448 << 20)
 		c.MemoryLimit = &v
@@ -247,6 +256,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.Log.validate("log.level: ", "log.format: "))
+	errs = append(errs, c.Webhooks.Validate())
+	errs = append(errs, c.Balances.validate(), c.checkCommandTopic())
 	if c.MemoryLimit != nil && *c.MemoryLimit != 0 && *c.MemoryLimit < 64<<20 {
 		errs = append(errs, fmt.Errorf("memory_limit: %d: expected 0 (no limit) or at least 67108864 bytes (64 MiB)", *c.MemoryLimit))
 	}

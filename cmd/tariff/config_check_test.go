@@ -33,6 +33,7 @@ func clearTariffEnv(t *testing.T) {
 func TestConfigCheckRejects(t *testing.T) {
 	clearTariffEnv(t)
 	t.Setenv("TARIFF_TEST_SHORT_TOKEN", "short")
+	t.Setenv("TARIFF_TEST_ALERT_SECRET", "0123456789abcdef0123")
 	dir := t.TempDir()
 	check := func(name, file string, want ...string) {
 		t.Helper()
@@ -97,6 +98,12 @@ func TestConfigCheckRejects(t *testing.T) {
 	check("source scheme", "prices:\n  sources: [\"ftp://prices.example.com/list.json\"]\n", "prices.sources[0]", "only http and https")
 	check("webhook URL", "prices:\n  webhooks:\n    - url: billing.example.com/hook\n      secret: 0123456789abcdef\n", "prices.webhooks[0].url", "expected an http or https URL")
 	check("webhook secret", "prices:\n  webhooks:\n    - url: https://billing.example.com/hook\n", "prices.webhooks[0]", "secret: required")
+	check("alert webhook URL", "webhooks:\n  alerts:\n    - url: billing.example.com/hooks/alerts\n      secret: {env: TARIFF_TEST_ALERT_SECRET}\n",
+		"webhooks.alerts[0].url", `"billing.example.com/hooks/alerts"`, "expected an http or https URL")
+	check("alert webhook secret", "webhooks:\n  alerts:\n    - url: https://billing.example.com/hooks/alerts\n", "webhooks.alerts[0].secret: required", "at least 16 bytes")
+	check("alert webhook short secret", "webhooks:\n  alerts:\n    - url: https://billing.example.com/hooks/alerts\n      secret: {env: TARIFF_TEST_SHORT_TOKEN}\n",
+		"webhooks.alerts[0].secret", "5 bytes: expected at least 16")
+	check("alert webhook retries", "webhooks:\n  retry_min: 1s\n  retry_max: 100ms\n  max_attempts: 0\n", "webhooks.retry_max", "expected at least retry_min")
 
 	// Secrets, unknown fields, sections.
 	check("short admin token", "ops:\n  admin_token: {env: TARIFF_TEST_SHORT_TOKEN}\n", "ops.admin_token", "5 bytes: expected at least 16")
@@ -104,6 +111,12 @@ func TestConfigCheckRejects(t *testing.T) {
 	check("unknown field", "kafka:\n  max_batch_wiat: 1s\n", "kafka.max_batch_wiat (line 2)", "unknown field")
 	check("section as value", "log: debug\n", "log (line 1)", `"debug"`, "expected a section with fields")
 	check("memory limit", "memory_limit: 1000\n", "memory_limit", "at least 67108864")
+	check("plan fee", "balances:\n  plans:\n    - {id: pro, cycle: {kind: monthly}, fee: -5}\n", "balances.plans[0]", "plan.fee", "non-negative")
+	check("plan twice", "balances:\n  plans:\n    - {id: pro, cycle: {kind: monthly}}\n    - {id: pro, version: 2, cycle: {kind: monthly}}\n",
+		"balances.plans[1].id", "expected each plan id once")
+	check("plan unknown field", "balances:\n  plans:\n    - {id: pro, cycle: {kind: monthly}, feee: 5}\n", "balances.plans", `unknown field "feee"`)
+	check("plan overage", "balances:\n  plans:\n    - {id: pro, cycle: {kind: monthly}, overage: maybe}\n", "balances.plans", "maybe")
+	check("two command topics", "kafka:\n  topics: {a: command, b: command, c: gateway}\n", "kafka.topics", "at most one command topic")
 
 	// Several bad fields are all named at once.
 	check("several", "log:\n  level: loud\nclickhouse:\n  addr: nowhere\nops:\n  listen: x\n", "log.level", "clickhouse.addr", "ops.listen")
@@ -164,6 +177,11 @@ func TestConfigCheckAcceptsExample(t *testing.T) {
 		section, leaf := "", p
 		if i >= 0 {
 			section, leaf = strings.TrimSuffix(p[:i], "[]"), p[i+1:]
+			// A list's fields (webhooks.alerts[].secret.env) count when
+			// the list is in the file.
+			if j := strings.Index(section, "[]"); j >= 0 {
+				section = section[:j]
+			}
 		}
 		documented := false
 		for _, c := range comments {
@@ -197,6 +215,12 @@ func normalize(c *Config) *Config {
 	}
 	if len(n.Prices.Webhooks) == 0 {
 		n.Prices.Webhooks = nil
+	}
+	if len(n.Webhooks.Alerts) == 0 {
+		n.Webhooks.Alerts = nil
+	}
+	if len(n.Balances.Plans) == 0 {
+		n.Balances.Plans = nil
 	}
 	return &n
 }
@@ -249,6 +273,9 @@ func configPaths(t reflect.Type, prefix string) []string {
 		}
 		p := prefix + name
 		switch {
+		case reflect.PointerTo(ft).Implements(reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()):
+			// Decoded by its own rules (balances.plans): one documented entry.
+			out = append(out, p)
 		case ft.Kind() == reflect.Struct && ft != reflect.TypeOf(time.Duration(0)):
 			out = append(out, configPaths(ft, p+".")...)
 		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:

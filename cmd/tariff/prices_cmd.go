@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
 
+	"github.com/tariff-dev/tariff/pipeline/ops/progress"
 	"github.com/tariff-dev/tariff/pipeline/prices"
 	"github.com/tariff-dev/tariff/rating"
 	"github.com/tariff-dev/tariff/schemas"
@@ -123,6 +124,10 @@ changes are announced on the changes topic (prices.changes_topic, when
 kafka.brokers is set) and to prices.webhooks. Unchanged prices record
 nothing; recorded versions are never rewritten.
 
+Progress (bytes fetched with the rate and, when the size is known, an ETA;
+then models imported, changes found, versions stored) goes to standard
+error: one line redrawn on a terminal, plain lines otherwise.
+
 Runs against the state directory, which 'tariff run' holds while it runs:
 there, its scheduled sync (prices.sync_interval) does this.`, "", stderr)
 	configPath := fs.String("config", "", configFlagHelp)
@@ -163,11 +168,41 @@ there, its scheduled sync (prices.sync_interval) does this.`, "", stderr)
 	defer syncer.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	res, err := syncer.Sync(ctx, sources, prices.SyncOptions{Effective: eff, DryRun: *dryRun, Force: *force})
+	sp := &syncProgress{out: stderr}
+	res, err := syncer.Sync(ctx, sources, prices.SyncOptions{Effective: eff, DryRun: *dryRun, Force: *force, Progress: sp})
+	sp.done()
 	if res != nil {
 		printSyncResult(stdout, res, *dryRun, *models)
 	}
 	return err
+}
+
+// syncProgress shows each step of a sync (prices.Progress) on its own
+// progress meter, labelled "prices sync: <step>"; a step's final line is
+// written when the next one begins.
+type syncProgress struct {
+	out io.Writer
+	// terminal overrides terminal detection (tests); nil detects.
+	terminal *bool
+	m        *progress.Meter
+}
+
+func (p *syncProgress) Step(name, unit string, total int64) {
+	p.done()
+	p.m = progress.Start(progress.Config{Out: p.out, Label: "prices sync: " + name, Unit: unit, Total: total, Terminal: p.terminal})
+}
+
+func (p *syncProgress) Add(n int64) {
+	if p.m != nil {
+		p.m.Add(n)
+	}
+}
+
+func (p *syncProgress) done() {
+	if p.m != nil {
+		p.m.Done()
+		p.m = nil
+	}
 }
 
 func printSyncResult(w io.Writer, res *prices.Result, dryRun, models bool) {

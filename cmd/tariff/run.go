@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tariff-dev/tariff/pipeline"
+	"github.com/tariff-dev/tariff/pipeline/alertwebhooks"
 	"github.com/tariff-dev/tariff/schemas"
 	"github.com/tariff-dev/tariff/sinks"
 	"github.com/tariff-dev/tariff/sources"
@@ -162,6 +163,9 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 	brokers := cfg.Kafka.Brokers
 	if cfg.embedded() {
 		topics := append(inputTopics(cfg), cfg.Kafka.DeadLetterTopic, cfg.Kafka.AlertsTopic)
+		if len(cfg.Webhooks.Alerts) > 0 {
+			topics = append(topics, cfg.Webhooks.DeliveriesTopic)
+		}
 		b, err := sources.StartEmbedded(cfg.Embedded, topics...)
 		if err != nil {
 			return err
@@ -189,6 +193,7 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 	closers = append(closers, namedCloser{"sinks", sink.Close})
 	opsMetrics := newOpsMetrics()
 	sink = measureSinks(sink, opsMetrics)
+	syncer.SetMetrics(opsMetrics)
 
 	rt, err := cfg.Kafka.Security.RoundTripper()
 	if err != nil {
@@ -204,6 +209,25 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 		return err
 	}
 	closers = append(closers, namedCloser{"alert writer", alerts.Close})
+	// Alert webhooks: a consumer group of their own on the alerts topic
+	// (pipeline/alertwebhooks). alertHooks.Recent lists the latest
+	// delivery attempts; nil when no webhook is configured.
+	var alertHooks *alertwebhooks.Deliverer
+	if len(cfg.Webhooks.Alerts) > 0 {
+		dialer, err := cfg.Kafka.Security.Dialer()
+		if err != nil {
+			return err
+		}
+		alertHooks, err = alertwebhooks.New(cfg.Webhooks, alertwebhooks.Options{
+			Brokers: brokers, AlertsTopic: cfg.Kafka.AlertsTopic, GroupID: cfg.Kafka.GroupID + ".webhooks",
+			Dialer: dialer, Transport: rt, SessionTimeout: cfg.Kafka.SessionTimeout,
+			Deliveries: opsMetrics.WebhookDeliveries, Log: log,
+		})
+		if err != nil {
+			return err
+		}
+		closers = append(closers, namedCloser{"alert webhooks", alertHooks.Close})
+	}
 	views := &pipeline.Views{}
 
 	kc := cfg.Kafka.Config
@@ -226,19 +250,40 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 	if err := waitFor(ctx, log, "kafka", func() error { return changelog.Ensure(ctx, partitions, store.Window()) }); err != nil {
 		return err
 	}
+	outTopics := []string{cfg.Kafka.AlertsTopic, cfg.Kafka.DeadLetterTopic}
+	if alertHooks != nil {
+		outTopics = append(outTopics, cfg.Webhooks.DeliveriesTopic)
+	}
+	if err := waitFor(ctx, log, "kafka", func() error { return ensureTopics(ctx, brokers, rt, partitions, outTopics...) }); err != nil {
+		return err
+	}
 	group, err := sources.NewGroup(ctx, kc, log)
 	if err != nil {
 		return err
 	}
 	runner := pipeline.NewRunner(cfg.Pipeline, kc, group, changelog, pipeline.Deps{
 		Formats: cfg.Kafka.Topics, Decoders: decoders, Sink: sink, DLQ: dlq, Store: store, Logger: log,
-		Alerts: alerts, Views: views,
+		Alerts: alerts, Views: views, Metrics: opsMetrics,
 	}, func() pipeline.Rater { return rater })
 
 	printBanner(opt.stdout, cfg, brokers, sinkDesc, priceInfo)
-	stopOps, err := startOps(ctx, cfg, opsDeps{Metrics: opsMetrics, Stats: runner.Stats(), Lag: runner.Lag, Store: store,
+	od := opsDeps{Metrics: opsMetrics, Stats: runner.Stats(), Lag: runner.Lag, Store: store,
 		Prices: syncer.State(), Sink: sink, Brokers: brokers, Log: log, Stdout: opt.stdout,
-		Customers: viewCustomers{views}, Entitlements: views})
+		Customers: viewCustomers{views}, Entitlements: views,
+		Accounts: stateAccounts{views: views, store: store}, Plans: cfg.Balances.Plans}
+	// The admin API changes balances through the command topic.
+	if t := commandTopic(cfg); t != "" {
+		cw, err := pipeline.NewCommandWriter(brokers, t, rt)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, namedCloser{"command writer", cw.Close})
+		od.Commands = cw
+	}
+	if alertHooks != nil {
+		od.Deliveries = recentDeliveries{alertHooks}
+	}
+	stopOps, err := startOps(ctx, cfg, od)
 	if err != nil {
 		return err
 	}
@@ -249,6 +294,14 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return runner.Run(gctx) })
+	if alertHooks != nil {
+		g.Go(func() error { return alertHooks.Run(gctx) })
+	}
+	// Ticks carry time into the balance stage, so credit expiry and period
+	// ends reach accounts with no usage (pipeline.FormatCommand).
+	if tk := pipeline.TickerFor(cfg.Pipeline, cfg.Kafka.Topics, brokers, rt, runner.Partitions, log); tk != nil {
+		g.Go(func() error { return tk.Run(gctx) })
+	}
 	g.Go(func() error { return syncer.Run(gctx, syncer.Interval()) })
 	if opt.demo {
 		g.Go(func() error { return runDemo(gctx, brokers, opt.demoRate, log) })
@@ -404,24 +457,27 @@ func firstTopic(cfg *Config, format string) string {
 }
 
 // reportProgress logs the counters every 10 seconds when they moved: one
-// line for an operator, never one per record.
+// line for an operator, never one per record. Only the outcomes of usage
+// count as moving (rated, duplicates, dead-lettered, unpriced): the
+// message count also grows with the ticks written to every owned
+// partition, and an idle instance would log a line every 10 seconds.
 func reportProgress(ctx context.Context, st *pipeline.Stats, log zerolog.Logger) error {
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
-	var last int64 = -1
+	var last [4]int64
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			n := st.Messages.Load()
-			if n == last {
+			now := [4]int64{st.Rated.Load(), st.Duplicates.Load(), st.DeadLettered.Load(), st.Unpriced.Load()}
+			if now == last {
 				continue
 			}
-			last = n
-			log.Info().Int64("messages", n).Int64("rated", st.Rated.Load()).
-				Int64("duplicates", st.Duplicates.Load()).Int64("dead_lettered", st.DeadLettered.Load()).
-				Int64("unpriced", st.Unpriced.Load()).Msg("progress")
+			last = now
+			log.Info().Int64("messages", st.Messages.Load()).Int64("rated", now[0]).
+				Int64("duplicates", now[1]).Int64("dead_lettered", now[2]).
+				Int64("unpriced", now[3]).Msg("progress")
 		}
 	}
 }

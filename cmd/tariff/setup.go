@@ -24,7 +24,7 @@ func cmdSetup(args []string, stdout, stderr io.Writer) error {
      in force for all usage;
   2. a default rate card with --markup, which customers join when tariff
      first sees their usage;
-  3. the Kafka topics (input topics, dead-letter topic, price changes topic)
+  3. the Kafka topics (input topics, dead-letter, alerts and price changes)
      when kafka.brokers is configured;
   4. the ClickHouse database and tables when ClickHouse answers.
 
@@ -136,7 +136,7 @@ to all customers.`, "", stderr)
 	if len(cfg.Kafka.Brokers) == 0 {
 		fmt.Fprintln(stdout, "kafka:      skipped: no kafka.brokers configured (the embedded broker creates its topics when tariff run starts)")
 	} else {
-		topics := append(inputTopics(cfg), cfg.Kafka.DeadLetterTopic, sc.ChangesTopic)
+		topics := append(inputTopics(cfg), cfg.Kafka.DeadLetterTopic, cfg.Kafka.AlertsTopic, sc.ChangesTopic)
 		created, kept, err := createTopics(ctx, cfg.Kafka.Brokers, topics, *partitions, *replication)
 		if err != nil {
 			return fmt.Errorf("kafka %s: %w", strings.Join(cfg.Kafka.Brokers, ","), err)
