@@ -91,33 +91,15 @@ func latencyRun(ctx context.Context, o options, rate float64) (latencyResult, er
 		return res, err
 	}
 
-	// Grants, keyed by customer and hash-partitioned like the usage, so
-	// each lands on the partition that owns the customer's usage. Issued
-	// a day before the stream's first event (lateness reaches back 6h).
-	grantAt := cfg.Start.Add(-24 * time.Hour)
-	gwt := &kafka.Transport{}
-	defer gwt.CloseIdleConnections()
-	gw := &kafka.Writer{Addr: kafka.TCP(o.broker), Transport: gwt, Topic: cmdTopic, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchSize: 1000, BatchTimeout: 5 * time.Millisecond}
-	chunk := make([]kafka.Message, 0, 1000)
-	for c := 0; c < o.customers; c++ {
-		id := g.CustomerID(uint32(c))
-		chunk = append(chunk, kafka.Message{Key: []byte(id), Value: accounts.GrantCommand(id, o.grant, grantAt)})
-		if len(chunk) == cap(chunk) || c == o.customers-1 {
-			if err := gw.WriteMessages(ctx, chunk...); err != nil {
-				gw.Close()
-				return res, fmt.Errorf("publish grant commands: %w", err)
-			}
-			chunk = chunk[:0]
-		}
-	}
-	if err := gw.Close(); err != nil {
+	// Issued a day before the stream's first event (lateness reaches
+	// back 6h).
+	if err := publishGrants(ctx, o.broker, cmdTopic, g, o.customers, o.grant, cfg.Start.Add(-24*time.Hour)); err != nil {
 		return res, err
 	}
 	res.grants = o.customers
 
 	extra := fmt.Sprintf("    %s: command\n", cmdTopic)
-	tr, err := startTariff(o, name, topics, extra, alertTopic)
+	tr, err := startTariff(o, tariffSpec{group: name, topics: topics, extraTopics: extra, alerts: alertTopic})
 	if err != nil {
 		return res, err
 	}
@@ -462,4 +444,27 @@ func endOffsets(ctx context.Context, broker, topic string) (int64, error) {
 		n += pos.LastOffset
 	}
 	return n, nil
+}
+
+// publishGrants writes one grant command of amount USD per customer of g
+// (customer 0 to n-1) to topic, keyed by customer and hash-partitioned like
+// the usage, so each lands on the partition that owns the customer's usage.
+func publishGrants(ctx context.Context, broker, topic string, g *loadgen.Generator, n int, amount string, at time.Time) error {
+	gwt := &kafka.Transport{}
+	defer gwt.CloseIdleConnections()
+	gw := &kafka.Writer{Addr: kafka.TCP(broker), Transport: gwt, Topic: topic, Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchSize: 1000, BatchTimeout: 5 * time.Millisecond}
+	chunk := make([]kafka.Message, 0, 1000)
+	for c := 0; c < n; c++ {
+		id := g.CustomerID(uint32(c))
+		chunk = append(chunk, kafka.Message{Key: []byte(id), Value: accounts.GrantCommand(id, amount, at)})
+		if len(chunk) == cap(chunk) || c == n-1 {
+			if err := gw.WriteMessages(ctx, chunk...); err != nil {
+				gw.Close()
+				return fmt.Errorf("publish grant commands: %w", err)
+			}
+			chunk = chunk[:0]
+		}
+	}
+	return gw.Close()
 }

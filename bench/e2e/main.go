@@ -14,6 +14,10 @@
 //   - latency (-rate): a fresh stream produced at a fixed rate, with the
 //     time from produce to the row being queryable in ClickHouse and from
 //     produce to the zero-balance alert it causes.
+//
+// With -growth it runs the throughput part at each point of three series
+// instead (customers, each with an account; models; partitions) and writes
+// a report with SVG charts (growth.go).
 package main
 
 import (
@@ -58,6 +62,26 @@ type options struct {
 	grant         string // each customer's grant in the latency run, USD
 	batchMessages int    // tariff's kafka.max_batch_messages (its default)
 	log           io.Writer
+
+	// models is the loadgen model selection ("default", "all" or a
+	// count); empty: loadgen's default.
+	models string
+	// skipConsumer leaves out the bare kafka-go consumer (the growth
+	// series measure tariff alone).
+	skipConsumer bool
+	// balances gives every customer an account before the throughput run:
+	// one grant of balanceGrant USD per customer, applied by a first
+	// tariff process that reads only the command topic; the measured
+	// process then starts on that state (every account loaded) with the
+	// usage topics added.
+	balances     bool
+	balanceGrant string
+	// keepDiffs records a difference from the expectation in the outcome
+	// instead of failing the run (the growth series report it per point).
+	keepDiffs bool
+
+	// growth runs the growth series instead of one run (growth.go).
+	growth growthOptions
 }
 
 func main() {
@@ -75,8 +99,19 @@ func main() {
 	flag.IntVar(&o.latencyEvents, "latency-events", 0, "messages in the latency run's stream (default: -events)")
 	flag.DurationVar(&o.poll, "poll", 50*time.Millisecond, "how often the latency run asks ClickHouse for the highest offset written")
 	flag.StringVar(&o.grant, "grant", "0.000001", "each customer's credit grant in the latency run, USD (tiny: the first event exhausts it)")
+	flag.StringVar(&o.models, "models", loadgen.ModelsDefault, `models in the streams: "default" (a few dozen popular chat models), "all" (every priced chat model of the bundled price map) or a count`)
+	flag.BoolVar(&o.balances, "balances", false, "give every customer an account (a grant of -balance-grant USD) before the throughput run")
+	flag.StringVar(&o.balanceGrant, "balance-grant", "100", "each customer's grant with -balances, USD")
+	o.growth.flags(flag.CommandLine)
 	flag.Parse()
 	o.log = os.Stdout
+	if o.growth.on {
+		if err := runGrowth(context.Background(), o); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	out, err := measure(context.Background(), o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -107,6 +142,21 @@ type outcome struct {
 	lat   *latencyResult // nil without -rate
 	db    string         // the throughput run's ClickHouse database
 	chRow int64          // rows tariff wrote to rated_lines (FINAL)
+	// diffs is how many (customer, price key, unit) totals differed from
+	// the expectation (only with keepDiffs; otherwise measure fails), and
+	// diffText the first of them.
+	diffs    int
+	diffText string
+	// models is how many price entries the stream's model catalog
+	// resolves to (OpenRouter's slugs included).
+	models int
+	// acct is the account-building phase (with balances); alerts is how
+	// many balance alerts the measured process emitted, billedCustomers
+	// how many customers the stream bills (with a grant smaller than any
+	// customer's usage, each of them gets exactly one zero alert).
+	acct            *accountPhase
+	alerts          int64
+	billedCustomers int
 
 	chVersion string
 }
@@ -127,6 +177,11 @@ func (o *options) validate() error {
 	if d, err := decimal.NewFromString(o.grant); err != nil || !d.IsPositive() {
 		errs = append(errs, fmt.Errorf("-grant %q: expected a positive amount in USD", o.grant))
 	}
+	if o.balances {
+		if d, err := decimal.NewFromString(o.balanceGrant); err != nil || !d.IsPositive() {
+			errs = append(errs, fmt.Errorf("-balance-grant %q: expected a positive amount in USD", o.balanceGrant))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -134,6 +189,10 @@ func (o *options) validate() error {
 func (o *options) streamConfig(n int, topics loadgen.Topics) loadgen.Config {
 	cfg := loadgen.DefaultConfig()
 	cfg.Events, cfg.Customers, cfg.Topics, cfg.Markup = n, o.customers, topics, "30"
+	cfg.Formats = loadgen.MixedWeights // gateway, LiteLLM, OpenRouter, meter
+	if o.models != "" {
+		cfg.Models = o.models
+	}
 	cfg.Start = time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
 	return cfg
 }
@@ -150,6 +209,11 @@ type result struct {
 	wall   time.Duration
 	cpu    time.Duration
 	rss    int64 // KiB
+	// The steady part (tariff only): from the first commit on the input
+	// topics to the end, messages committed in it, its wall and CPU time.
+	steadyMsgs int64
+	steadyWall time.Duration
+	steadyCPU  time.Duration
 }
 
 func measure(ctx context.Context, o options) (*outcome, error) {
@@ -187,14 +251,29 @@ func measure(ctx context.Context, o options) (*outcome, error) {
 
 	// Baseline: a bare kafka-go consumer group reading the same topics.
 	inputs := []string{topics.Gateway, topics.Partner, topics.Meter}
-	base, err := bareConsumer(ctx, o.broker, name+"-bare", inputs, st.Messages)
-	if err != nil {
-		return nil, err
+	var base result
+	if !o.skipConsumer {
+		base, err = bareConsumer(ctx, o.broker, name+"-bare", inputs, st.Messages)
+		if err != nil {
+			return nil, err
+		}
+		o.logf("bare kafka-go consumer: %d messages in %s\n", st.Messages, base.wall.Round(time.Millisecond))
 	}
-	o.logf("bare kafka-go consumer: %d messages in %s\n", st.Messages, base.wall.Round(time.Millisecond))
 
 	// tariff itself.
-	tr, err := startTariff(o, name, topics, "", "")
+	spec := tariffSpec{group: name, topics: topics}
+	var acct *accountPhase
+	if o.balances {
+		a, err := buildAccounts(ctx, o, name, topics, g, cfg.Start.Add(-24*time.Hour))
+		if err != nil {
+			return nil, fmt.Errorf("accounts: %w", err)
+		}
+		defer os.RemoveAll(a.stateDir)
+		acct = &a
+		spec.stateDir, spec.alerts = a.stateDir, a.alertTopic
+		spec.extraTopics = fmt.Sprintf("    %s: command\n", a.cmdTopic)
+	}
+	tr, err := startTariff(o, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -216,11 +295,34 @@ func measure(ctx context.Context, o options) (*outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(diffs) > 0 {
+	if len(diffs) > 0 && !o.keepDiffs {
 		return nil, fmt.Errorf("tariff's totals differ from the expectation:\n%s", loadgen.Summarize(diffs, 10))
+	}
+	var diffText string
+	if len(diffs) > 0 {
+		diffText = loadgen.Summarize(diffs, 3)
+	}
+	var alerts int64
+	billed := map[string]bool{}
+	if acct != nil {
+		// Alerts are on their topic before tariff commits the batch that
+		// caused them, so all of them are there now.
+		if alerts, err = topicMessages(ctx, o.broker, acct.alertTopic); err != nil {
+			return nil, err
+		}
+		for _, l := range exp.Lines {
+			if l.Charge.IsPositive() {
+				billed[l.CustomerID] = true
+			}
+		}
 	}
 	tr.stop()
 	tput := result{name: "tariff run", events: exp.Counts.Events, wall: wall, cpu: cpu, rss: rss}
+	if f := tr.first; !f.at.IsZero() && f.committed < st.Messages {
+		tput.steadyMsgs = st.Messages - f.committed
+		tput.steadyWall = tr.started.Add(wall).Sub(f.at)
+		tput.steadyCPU = cpu - f.cpu
+	}
 	o.logf("tariff: %d events in %s\n", exp.Counts.Events, wall.Round(time.Millisecond))
 
 	var bw *writerResult
@@ -265,7 +367,8 @@ func measure(ctx context.Context, o options) (*outcome, error) {
 		lat = &l
 	}
 
-	return &outcome{o: o, exp: exp, st: st, base: base, tput: tput, bw: bw, lat: lat, db: name, chRow: int64(chRows), chVersion: chVersion}, nil
+	return &outcome{o: o, exp: exp, st: st, base: base, tput: tput, bw: bw, lat: lat, db: name, chRow: int64(chRows), chVersion: chVersion,
+		diffs: len(diffs), diffText: diffText, models: len(distinct(g.Models())), acct: acct, alerts: alerts, billedCustomers: len(billed)}, nil
 }
 
 // tariffProc is a running `tariff run`.
@@ -274,26 +377,54 @@ type tariffProc struct {
 	dir     string
 	started time.Time
 	rss     int64 // highest VmHWM seen while waiting
+	// first is the first moment waitCaughtUp saw the group's first
+	// commit on the topics it waits for: the measured process has joined,
+	// restored its state and made one batch durable. From there to the end
+	// is the steady part of the run.
+	first   progressMark
 	exited  chan struct{}
 	stopped bool
 }
 
-// startTariff writes a config for the stream's topics (plus extraTopics,
-// YAML lines under kafka.topics, and an alerts topic when not empty) and
-// starts `tariff run` on it. Its ops server is off: the benchmark needs no
-// port, and a port in use would fail the run.
-func startTariff(o options, name string, topics loadgen.Topics, extraTopics, alerts string) (*tariffProc, error) {
+// tariffSpec is what one `tariff run` reads and where it keeps its state.
+type tariffSpec struct {
+	group  string         // consumer group, ClickHouse database and changelog prefix
+	topics loadgen.Topics // usage topics and dead-letter topic
+	// noUsage leaves the usage topics out of the config (the accounts
+	// phase reads only the command topic).
+	noUsage bool
+	// extraTopics are YAML lines under kafka.topics; alerts, when not
+	// empty, is the alerts topic.
+	extraTopics, alerts string
+	// stateDir, when not empty, is the Badger directory, kept after the
+	// process stops (the caller removes it); else a fresh one is used and
+	// removed.
+	stateDir string
+}
+
+// startTariff writes a config for spec and starts `tariff run` on it. Its
+// ops server is off: the benchmark needs no port, and a port in use would
+// fail the run.
+func startTariff(o options, spec tariffSpec) (*tariffProc, error) {
 	dir, err := os.MkdirTemp("", "tariff-e2e")
 	if err != nil {
 		return nil, err
 	}
-	y := fmt.Sprintf("kafka:\n  brokers: [%s]\n  group_id: %s\n  topics:\n    %s: gateway\n    %s: auto\n    %s: meter\n%s  dead_letter_topic: %s\n",
-		o.broker, name, topics.Gateway, topics.Partner, topics.Meter, extraTopics, topics.DeadLetter)
-	if alerts != "" {
-		y += "  alerts_topic: " + alerts + "\n"
+	state := spec.stateDir
+	if state == "" {
+		state = filepath.Join(dir, "state")
+	}
+	topics := spec.extraTopics
+	if !spec.noUsage {
+		topics = fmt.Sprintf("    %s: gateway\n    %s: auto\n    %s: meter\n", spec.topics.Gateway, spec.topics.Partner, spec.topics.Meter) + topics
+	}
+	y := fmt.Sprintf("kafka:\n  brokers: [%s]\n  group_id: %s\n  topics:\n%s  dead_letter_topic: %s\n",
+		o.broker, spec.group, topics, spec.topics.DeadLetter)
+	if spec.alerts != "" {
+		y += "  alerts_topic: " + spec.alerts + "\n"
 	}
 	y += fmt.Sprintf("clickhouse:\n  enabled: \"true\"\n  addr: %s\n  database: %s\nstate:\n  dir: %s\nprices:\n  markup: \"30\"\nlog:\n  level: warn\n  format: json\nops:\n  listen: \"off\"\nmemory_limit: %s\n",
-		o.clickhouse, name, filepath.Join(dir, "state"), o.memLimit)
+		o.clickhouse, spec.group, state, o.memLimit)
 	conf := filepath.Join(dir, "tariff.yaml")
 	if err := os.WriteFile(conf, []byte(y), 0o644); err != nil {
 		os.RemoveAll(dir)
@@ -328,7 +459,11 @@ func (t *tariffProc) waitCaughtUp(ctx context.Context, broker, group string, top
 			return fmt.Errorf("tariff exited; its log:\n%s", t.logTail())
 		default:
 		}
-		if caughtUp(ctx, broker, group, topics) {
+		committed, _, done := groupProgress(ctx, broker, group, topics)
+		if committed > 0 && t.first.at.IsZero() {
+			t.first = progressMark{at: time.Now(), cpu: cpuTime(t.cmd.Process.Pid), committed: committed}
+		}
+		if done {
 			return nil
 		}
 		if time.Since(start) > limit {
@@ -367,6 +502,12 @@ func (out *outcome) render() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# tariff end to end, %s\n\n", time.Now().UTC().Format("2006-01-02"))
 	cmd := fmt.Sprintf("go run ./bench/e2e -events %d -customers %d -partitions %d -memory-limit %s", o.events, o.customers, o.partitions, o.memLimit)
+	if o.models != "" && o.models != loadgen.ModelsDefault {
+		cmd += " -models " + o.models
+	}
+	if o.balances {
+		cmd += " -balances -balance-grant " + o.balanceGrant
+	}
 	if !o.chBaseline {
 		cmd += " -clickhouse-baseline=false"
 	}
@@ -375,10 +516,13 @@ func (out *outcome) render() string {
 	}
 	fmt.Fprintf(&b, "Machine: %d cores (GOMAXPROCS %d), the Kafka broker and ClickHouse %s on the same machine. Command: `%s`. tariff runs as its own process (`tariff run`); its CPU time is the process's user+system time from /proc, its peak RSS the kernel's high-water mark (VmHWM).\n\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), out.chVersion, cmd)
-	fmt.Fprintf(&b, "## Throughput\n\nStream: %d messages (gateway, LiteLLM, meter), %d unique events, %d duplicate messages, %d malformed; published in %s.\n\n",
+	fmt.Fprintf(&b, "## Throughput\n\nStream: %d messages (gateway, LiteLLM, OpenRouter, meter), %d unique events, %d duplicate messages, %d malformed; published in %s.\n\n",
 		st.Messages, exp.Counts.Events, exp.Counts.Duplicates, exp.Counts.Malformed, st.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(&b, "| run | wall | messages/s | events/s | CPU s | CPU s per million events | peak RSS |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range []result{base, tr} {
+		if r.name == "" {
+			continue // no bare consumer in this run
+		}
 		evs := "-"
 		perM := "-"
 		if r.events > 0 {
@@ -394,6 +538,15 @@ func (out *outcome) render() string {
 	}
 	fmt.Fprintf(&b, "\ntariff's throughput is %.1f%% of the bare consumer's on the same topics. tariff's time runs from process start (group join, changelog replay) until the group has committed every input offset, which tariff does only once a batch is durable in ClickHouse, the changelog and Badger; the totals in ClickHouse were then checked equal to the generator's expectation to the last digit.\n",
 		100*base.wall.Seconds()/tr.wall.Seconds())
+	if tr.steadyMsgs > 0 && tr.steadyWall > 0 {
+		ev := float64(tr.events) * float64(tr.steadyMsgs) / float64(st.Messages)
+		fmt.Fprintf(&b, "\nSteady part (from the group's first commit, %s after process start, to the end; %d messages): %.0f events/s, %.1f CPU s per million events.\n",
+			(tr.wall - tr.steadyWall).Round(time.Millisecond), tr.steadyMsgs, ev/tr.steadyWall.Seconds(), tr.steadyCPU.Seconds()/(ev/1e6))
+	}
+	if a := out.acct; a != nil {
+		fmt.Fprintf(&b, "\nWith balances: before the run every one of the %d customers got an account, one grant of %s USD each on a command topic co-partitioned with usage (published in %s), applied by a first tariff process reading only that topic (%s, %.1f CPU s, peak RSS %d MiB). The measured process started on that state, every account loaded, with the usage topics added; its figures above include loading the accounts.\n",
+			a.grants, o.balanceGrant, a.publish.Round(time.Millisecond), a.wall.Round(time.Millisecond), a.cpu.Seconds(), a.rss/1024)
+	}
 	if bw != nil {
 		tariffRows := float64(bw.rows) / tr.wall.Seconds()
 		fmt.Fprintf(&b, "\n## Bare ClickHouse writer\n\nThe same %d rated-line rows (the stream's events rated with the same prices and markup; same columns, partitions and offsets), inserted with clickhouse-go alone into `%s` (a copy of rated_lines): one insert per %d messages of one partition, %d writers at once, as tariff's sink does at full speed. Only the inserts are timed (building the columns, prepare, send); the rows are made beforehand, a round of %d batches at a time.\n\n",
@@ -452,9 +605,17 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
-// caughtUp reports whether group has committed the end offset of every
-// partition of topics.
-func caughtUp(ctx context.Context, broker, group string, topics []string) bool {
+// progressMark is a sample of a run's progress.
+type progressMark struct {
+	at        time.Time
+	cpu       time.Duration // the process's CPU time then
+	committed int64         // input messages committed by then
+}
+
+// groupProgress returns how many messages of topics group has committed
+// and how many the topics hold, and whether group has committed the end
+// offset of every partition. Errors read as no progress.
+func groupProgress(ctx context.Context, broker, group string, topics []string) (committed, end int64, done bool) {
 	// An own transport, closed after: the default one caches metadata
 	// for seconds (topics created just before would be unknown), and a
 	// new one per call would leave its connections open.
@@ -464,7 +625,7 @@ func caughtUp(ctx context.Context, broker, group string, topics []string) bool {
 	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
 	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
-		return false
+		return 0, 0, false
 	}
 	parts := map[string][]int{}
 	for _, t := range md.Topics {
@@ -475,29 +636,30 @@ func caughtUp(ctx context.Context, broker, group string, topics []string) bool {
 	}
 	ends, err := c.ListOffsets(ctx, req)
 	if err != nil {
-		return false
+		return 0, 0, false
 	}
-	committed, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: parts})
+	got, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: parts})
 	if err != nil {
-		return false
+		return 0, 0, false
 	}
+	done = true
 	for t, pos := range ends.Topics {
 		for _, po := range pos {
-			if po.LastOffset == 0 {
-				continue // an empty partition has nothing to commit
-			}
-			ok := false
-			for _, cp := range committed.Topics[t] {
-				if cp.Partition == po.Partition && cp.CommittedOffset >= po.LastOffset {
-					ok = true
+			end += po.LastOffset
+			var c int64
+			for _, cp := range got.Topics[t] {
+				if cp.Partition == po.Partition && cp.CommittedOffset > 0 {
+					c = cp.CommittedOffset
 				}
 			}
-			if !ok {
-				return false
+			committed += min(c, po.LastOffset)
+			// An empty partition has nothing to commit.
+			if po.LastOffset > 0 && c < po.LastOffset {
+				done = false
 			}
 		}
 	}
-	return true
+	return committed, end, done
 }
 
 // createTopics creates topics with partitions each and configs, and waits
@@ -622,4 +784,10 @@ func cpuTime(pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+func distinct(keys []string) []string {
+	out := slices.Clone(keys)
+	slices.Sort(out)
+	return slices.Compact(out)
 }

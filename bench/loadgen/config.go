@@ -20,11 +20,16 @@ const (
 	FormatGateway Format = iota
 	FormatLiteLLM
 	FormatMeter
+	// FormatOpenRouter is an OpenRouter chat completion response wrapped
+	// with the customer it was made for ({"customer_id", "response",
+	// "dimensions", "time"}), as a customer's OpenRouter integration
+	// forwards it.
+	FormatOpenRouter
 
 	numFormats
 )
 
-var formatNames = [numFormats]string{schemas.FormatGateway, schemas.FormatLiteLLM, schemas.FormatMeter}
+var formatNames = [numFormats]string{schemas.FormatGateway, schemas.FormatLiteLLM, schemas.FormatMeter, schemas.FormatOpenRouter}
 
 // String returns the schemas decoder format name, so that
 // schemas.DecoderFor(f.String(), ...) decodes the format.
@@ -35,14 +40,14 @@ func (f Format) String() string {
 	return fmt.Sprintf("format(%d)", f)
 }
 
-// ParseFormat maps a name (gateway, litellm, meter) to a Format.
+// ParseFormat maps a name (gateway, litellm, meter, openrouter) to a Format.
 func ParseFormat(s string) (Format, error) {
 	for i, n := range formatNames {
 		if n == s {
 			return Format(i), nil
 		}
 	}
-	return 0, fmt.Errorf("format %q: expected gateway, litellm or meter", s)
+	return 0, fmt.Errorf("format %q: expected gateway, litellm, meter or openrouter", s)
 }
 
 // Weights are the relative shares of the formats among generated requests,
@@ -50,11 +55,17 @@ func ParseFormat(s string) (Format, error) {
 type Weights [numFormats]int
 
 // DefaultWeights: mostly the gateway's own events, some partner callbacks,
-// a few self-reported meter records.
+// a few self-reported meter records. OpenRouter is off by default so that
+// the streams of existing seeds stay byte-identical; MixedWeights has all
+// four formats.
 var DefaultWeights = Weights{FormatGateway: 70, FormatLiteLLM: 20, FormatMeter: 10}
 
-// ParseWeights reads "gateway=70,litellm=20,meter=10". Formats not named
-// get weight 0.
+// MixedWeights has every format: the gateway's own events, LiteLLM and
+// OpenRouter callbacks, self-reported meter records.
+var MixedWeights = Weights{FormatGateway: 60, FormatLiteLLM: 20, FormatOpenRouter: 10, FormatMeter: 10}
+
+// ParseWeights reads "gateway=60,litellm=20,openrouter=10,meter=10".
+// Formats not named get weight 0.
 func ParseWeights(s string) (Weights, error) {
 	var w Weights
 	for _, part := range strings.Split(s, ",") {
@@ -186,8 +197,9 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
-// Topics names the input topic of each format. LiteLLM payloads go to the
-// partner topic, which tariff decodes with the auto decoder by default.
+// Topics names the input topic of each format. LiteLLM and OpenRouter
+// payloads go to the partner topic, which tariff decodes with the auto
+// decoder by default.
 type Topics struct {
 	Gateway string `json:"gateway"`
 	Partner string `json:"partner"`
@@ -207,7 +219,7 @@ var DefaultTopics = Topics{
 
 func (t *Topics) of(f Format) string {
 	switch f {
-	case FormatLiteLLM:
+	case FormatLiteLLM, FormatOpenRouter:
 		return t.Partner
 	case FormatMeter:
 		return t.Meter
@@ -244,11 +256,16 @@ type Config struct {
 	CustomerSkew float64
 	// Models selects the models: ModelsDefault, ModelsAll, or a count N for
 	// the first N of the default set followed by the rest of the list in key
-	// order. Zero: ModelsDefault.
+	// order. Zero: ModelsDefault. OpenRouter messages draw from a second
+	// catalog chosen the same way among the models the price list prices
+	// for provider openrouter (OpenRouter reports its own slugs, and they
+	// resolve to its own price entries); the other formats never report
+	// those slugs, so their streams do not change with it.
 	Models string
 	// ModelSkew is the Zipf exponent over models (> 1). Zero: default 1.2.
 	ModelSkew float64
-	// Formats weighs the formats of generated requests. Zero: DefaultWeights.
+	// Formats weighs the formats of generated requests. Zero:
+	// DefaultWeights (no OpenRouter); MixedWeights has all four.
 	Formats Weights
 	// DupShare is the share of messages that re-send an earlier request.
 	// Default 0.02.

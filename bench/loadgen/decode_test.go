@@ -22,6 +22,7 @@ func testConfig(events int) Config {
 	cfg.Seed, cfg.Events, cfg.Start = 42, events, testStart
 	cfg.Customers = 500
 	cfg.Markup = "30"
+	cfg.Formats = MixedWeights // every format, OpenRouter included
 	// Enough duplicates and malformed messages that every path shows up in
 	// a few thousand messages.
 	cfg.DupShare, cfg.MalformedShare = 0.05, 0.02
@@ -122,7 +123,7 @@ func TestMessagesDecodeToIntendedEvents(t *testing.T) {
 			if !refused {
 				t.Errorf("message %d (%s, %s): accepted: %s", i, f, m.Malformation, m.Value)
 			}
-			if f == FormatLiteLLM {
+			if f == FormatLiteLLM || f == FormatOpenRouter {
 				if aevs, aerr := auto.Decode(nil, m.Value); aerr == nil && m.Malformation != MalformedFutureTime {
 					t.Errorf("message %d (%s, %s): auto decoder accepted %d events", i, f, m.Malformation, len(aevs))
 				}
@@ -144,10 +145,10 @@ func TestMessagesDecodeToIntendedEvents(t *testing.T) {
 				t.Fatalf("message %d event %d: refused by Validate: %v", i, j, err)
 			}
 		}
-		if f == FormatLiteLLM {
+		if f == FormatLiteLLM || f == FormatOpenRouter {
 			aevs, err := auto.Decode(nil, m.Value)
 			if err != nil || len(aevs) != 1 || diffEvent(&aevs[0], &want[0]) != "" {
-				t.Fatalf("message %d: the auto decoder (partner topic) does not read it as LiteLLM: %v %v", i, err, aevs)
+				t.Fatalf("message %d: the auto decoder (partner topic) does not read it as %s: %v %v", i, f, err, aevs)
 			}
 		}
 		switch m.Kind {

@@ -18,7 +18,8 @@
 // Every message is one of three kinds:
 //
 //   - fresh: a new request (one usage event, or for meter records one event
-//     per unit), in gateway JSON, a LiteLLM StandardLoggingPayload, or an
+//     per unit), in gateway JSON, a LiteLLM StandardLoggingPayload, an
+//     OpenRouter chat completion wrapped with its customer, or an
 //     Amberflo-style meter-record array, picked by Config.Formats;
 //   - duplicate: an earlier fresh request sent again, soon after
 //     (within Config.NearDupWindow messages) or, for Config.LateDupShare of
@@ -49,6 +50,10 @@
 //     carry the same quantities, so both decode to the same key and rate
 //     identically. Config.CrossFormatShare of the duplicates of gateway and
 //     LiteLLM requests take this path.
+//   - OpenRouter: duplicates stay within OpenRouter messages (key
+//     "openrouter:" + the generation id). OpenRouter messages report
+//     OpenRouter's own slugs, from a catalog of their own (see
+//     Config.Models), which no other format reports.
 //   - meter: duplicates stay within the meter topic. A meter request is one
 //     event per unit, each with its own key, while a gateway or LiteLLM
 //     message carries all units of a request under one key, so neither can

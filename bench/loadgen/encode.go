@@ -3,6 +3,7 @@ package loadgen
 import (
 	"hash/fnv"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -451,4 +452,80 @@ func (g *Generator) appendMeter(b []byte, r *Request, mal Malformation) []byte {
 		}
 	}
 	return append(b, ']')
+}
+
+// appendOpenRouter writes an OpenRouter chat completion response wrapped
+// with its customer, event time and dimensions (schemas/openrouter.go):
+// OpenRouter echoes no customer, so an integration forwarding its
+// responses names one. Usage is OpenRouter's inclusive form: prompt_tokens
+// includes cache reads and writes, completion_tokens includes reasoning;
+// usage.cost is what OpenRouter charged (reconciled, never billed).
+func (g *Generator) appendOpenRouter(b []byte, r *Request, mal Malformation) []byte {
+	m := &g.models[r.Model]
+	q := &r.Quantities
+	cached, w := q[schemas.UnitCachedInput], q[schemas.UnitCacheWrite5m]
+	prompt := q[schemas.UnitInput] + cached + w
+	completion := q[schemas.UnitOutput] + q[schemas.UnitReasoning]
+	in, out := g.requestCost(r)
+	latencyMs := 300 + int64(r.RID[1]%20_000)
+	b = append(b, `{"customer_id":"`...)
+	if mal != MalformedMissingCustomer {
+		b = g.appendCustomer(b, r.Customer)
+	}
+	b = append(b, `","time":"`...)
+	b = appendTimeMs(b, r.TimeMs)
+	b = append(b, `","dimensions":{"team":"`...)
+	b = append(b, teams[r.Team]...)
+	b = append(b, `","project":"`...)
+	b = append(b, projects[r.Project]...)
+	b = append(b, `"},"response":{"id":"`...)
+	b = appendOpenRouterID(b, r)
+	b = append(b, `","provider":`...)
+	b = appendStr(b, openRouterUpstream(m.name))
+	b = append(b, `,"model":`...)
+	b = appendStr(b, m.name)
+	b = append(b, `,"object":"chat.completion","created":`...)
+	b = strconv.AppendInt(b, (r.TimeMs+latencyMs)/1000, 10)
+	b = append(b, `,"choices":[{"logprobs":null,"finish_reason":"stop","native_finish_reason":"stop","index":0,"message":{"role":"assistant","content":"(completion elided)","refusal":null,"reasoning":null}}],"usage":{"prompt_tokens":`...)
+	b = strconv.AppendInt(b, prompt, 10)
+	b = append(b, `,"completion_tokens":`...)
+	b = strconv.AppendInt(b, completion, 10)
+	b = append(b, `,"total_tokens":`...)
+	b = strconv.AppendInt(b, prompt+completion, 10)
+	b = append(b, `,"cost":`...)
+	b = appendCost(b, addU128(in, out))
+	b = append(b, `,"is_byok":false,"prompt_tokens_details":{"cached_tokens":`...)
+	b = strconv.AppendInt(b, cached, 10)
+	b = append(b, `,"cache_write_tokens":`...)
+	b = strconv.AppendInt(b, w, 10)
+	b = append(b, `,"audio_tokens":0},"cost_details":{"upstream_inference_cost":null},"completion_tokens_details":{"reasoning_tokens":`...)
+	b = strconv.AppendInt(b, q[schemas.UnitReasoning], 10)
+	return append(b, `,"image_tokens":0}}}}`...)
+}
+
+// appendOpenRouterID writes OpenRouter's generation id, "gen-" and 128
+// bits; its decoder's idempotency key is "openrouter:" + it.
+func appendOpenRouterID(b []byte, r *Request) []byte {
+	return appendUUID(append(b, "gen-"...), r.RID)
+}
+
+// openRouterUpstream is the provider name OpenRouter reports for a slug's
+// vendor (informational; the decoder bills OpenRouter's own price).
+func openRouterUpstream(slug string) string {
+	vendor, _, _ := strings.Cut(slug, "/")
+	switch vendor {
+	case "anthropic":
+		return "Anthropic"
+	case "openai":
+		return "OpenAI"
+	case "google":
+		return "Google"
+	case "x-ai":
+		return "xAI"
+	case "deepseek":
+		return "DeepSeek"
+	case "mistralai":
+		return "Mistral"
+	}
+	return "Together"
 }

@@ -205,12 +205,15 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("Validate() = %v, want it to name %q", err, want)
 		}
 	}
-	if _, err := ParseWeights("gateway=70,openrouter=5"); err == nil || !strings.Contains(err.Error(), `"openrouter"`) {
+	if _, err := ParseWeights("gateway=70,bedrock=5"); err == nil || !strings.Contains(err.Error(), `"bedrock"`) {
 		t.Errorf("ParseWeights accepted an unknown format: %v", err)
 	}
 	w, err := ParseWeights("gateway=70, litellm=20 ,meter=10")
 	if err != nil || w != DefaultWeights {
 		t.Errorf("ParseWeights = %v, %v", w, err)
+	}
+	if w, err := ParseWeights(MixedWeights.String()); err != nil || w != MixedWeights || w[FormatOpenRouter] != 10 {
+		t.Errorf("ParseWeights(%q) = %v, %v", MixedWeights.String(), w, err)
 	}
 	l, err := ParseLateness("90:2s,9:10m,1:6h")
 	if err != nil || !reflect.DeepEqual(l, DefaultLateness) {
@@ -218,5 +221,49 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := ParseLateness("50:1h,50:1s"); err == nil {
 		t.Error("ParseLateness accepted decreasing maxima")
+	}
+}
+
+// TestOpenRouterCatalog: OpenRouter messages report OpenRouter's slugs,
+// each resolving to an OpenRouter price entry, and a price list with none
+// is refused when OpenRouter has a weight.
+func TestOpenRouterCatalog(t *testing.T) {
+	cfg := testConfig(3000)
+	cfg.Formats = Weights{FormatOpenRouter: 1}
+	cfg.Models = "3"
+	g, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(g.models) - g.nMain; n != 3 {
+		t.Fatalf("%d OpenRouter models for -models 3, want 3", n)
+	}
+	var m Message
+	used := map[string]bool{}
+	for g.Next(&m) {
+		if m.Format != FormatOpenRouter || m.Topic != cfg.Topics.Partner {
+			t.Fatalf("message in format %s on %s, want only OpenRouter on the partner topic", m.Format, m.Topic)
+		}
+		mod := &g.models[m.Request.Model]
+		if mod.provider != schemas.OpenRouterProvider || !strings.HasPrefix(mod.key, "openrouter/") || strings.HasPrefix(mod.name, "openrouter/") {
+			t.Fatalf("OpenRouter message reports %s/%s priced as %s; want an OpenRouter slug priced by an openrouter/ entry", mod.provider, mod.name, mod.key)
+		}
+		if m.Request.Tier != schemas.TierStandard || m.Request.Quantities[schemas.UnitCacheWrite1h] != 0 {
+			t.Fatalf("OpenRouter request in tier %s with %d 1-hour writes; OpenRouter has neither", m.Request.Tier, m.Request.Quantities[schemas.UnitCacheWrite1h])
+		}
+		used[mod.name] = true
+	}
+	if len(used) != 3 {
+		t.Errorf("the stream used %d OpenRouter models, want all 3: %v", len(used), used)
+	}
+
+	cfg.PriceList = []byte(`{"gpt-x": {"litellm_provider": "openai", "mode": "chat", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}}`)
+	cfg.Formats = MixedWeights
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "openrouter=10") {
+		t.Errorf("New with OpenRouter weight and no OpenRouter prices = %v, want an error naming the weight", err)
+	}
+	cfg.Formats = DefaultWeights
+	if _, err := New(cfg); err != nil {
+		t.Errorf("New without OpenRouter on a list without OpenRouter prices: %v", err)
 	}
 }

@@ -120,13 +120,17 @@ type Generator struct {
 	snap         *rating.Snapshot
 	priceVersion string
 	markup       decimal.Decimal // multiplier
-	models       []model
-	keys         []string // price keys, indexed by model.keyIdx
-	custWidth    int
+	// models is the catalog: the first nMain for every format but
+	// OpenRouter, the rest (only with an OpenRouter weight) for OpenRouter.
+	models    []model
+	nMain     int
+	keys      []string // price keys, indexed by model.keyIdx
+	custWidth int
 
 	rng       *rand.Rand
 	custZipf  *rand.Zipf
 	modelZipf *rand.Zipf
+	orZipf    *rand.Zipf // over models[nMain:]; nil without OpenRouter
 	formatCum [numFormats]int
 	lateCum   []float64
 
@@ -175,6 +179,14 @@ func New(cfg Config) (*Generator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: %w", err)
 	}
+	nMain := len(models)
+	if cfg.Formats[FormatOpenRouter] > 0 {
+		or := buildOpenRouterCatalog(snap, cfg.Models, liteLLMHints(data))
+		if len(or) == 0 {
+			return nil, fmt.Errorf("loadgen config: Formats: openrouter=%d, but the price list prices no chat model for provider openrouter; expected openrouter=0 with this price list", cfg.Formats[FormatOpenRouter])
+		}
+		models = append(models, or...)
+	}
 	mult, _ := markupMultiplier(cfg.Markup) // validated
 	g := &Generator{
 		cfg:          cfg,
@@ -182,6 +194,7 @@ func New(cfg Config) (*Generator, error) {
 		priceVersion: bundled.VersionID(snap.Source.String(), data),
 		markup:       mult,
 		models:       models,
+		nMain:        nMain,
 		custWidth:    max(6, len(strconv.Itoa(cfg.Customers-1))),
 		rng:          rand.New(rand.NewPCG(cfg.Seed, 0x7a71ff)),
 		total:        int64(cfg.Events),
@@ -209,7 +222,10 @@ func New(cfg Config) (*Generator, error) {
 		return nil, fmt.Errorf("loadgen: %d price keys, at most %d supported", len(g.keys), 1<<16)
 	}
 	g.custZipf = rand.NewZipf(g.rng, cfg.CustomerSkew, 1, uint64(cfg.Customers-1))
-	g.modelZipf = rand.NewZipf(g.rng, cfg.ModelSkew, 1, uint64(len(g.models)-1))
+	g.modelZipf = rand.NewZipf(g.rng, cfg.ModelSkew, 1, uint64(nMain-1))
+	if len(g.models) > nMain {
+		g.orZipf = rand.NewZipf(g.rng, cfg.ModelSkew, 1, uint64(len(g.models)-nMain-1))
+	}
 	cum := 0
 	for f, w := range cfg.Formats {
 		cum += w
@@ -233,7 +249,9 @@ func New(cfg Config) (*Generator, error) {
 }
 
 // Models returns the price keys of the model catalog, in Zipf rank order
-// (duplicates when several reported names share a key).
+// (duplicates when several reported names share a key): the models of
+// every format but OpenRouter, then OpenRouter's (with an OpenRouter
+// weight).
 func (g *Generator) Models() []string {
 	out := make([]string, len(g.models))
 	for i := range g.models {
@@ -370,6 +388,8 @@ func (g *Generator) encode(m *Message, r *Request, f Format, mal Malformation) {
 		m.Value = g.appendLiteLLM(m.Value[:0], r, mal)
 	case FormatMeter:
 		m.Value = g.appendMeter(m.Value[:0], r, mal)
+	case FormatOpenRouter:
+		m.Value = g.appendOpenRouter(m.Value[:0], r, mal)
 	}
 }
 
@@ -380,6 +400,12 @@ func (g *Generator) newRequest(r *Request, pos int64) {
 	r.Customer = uint32(g.custZipf.Uint64())
 	r.Model = uint32(g.modelZipf.Uint64())
 	r.Format = g.pickFormat()
+	if r.Format == FormatOpenRouter {
+		// OpenRouter reports its own slugs: a model of its catalog. (The
+		// draw above is kept, so streams without OpenRouter are the same
+		// as before it existed.)
+		r.Model = uint32(g.nMain) + uint32(g.orZipf.Uint64())
+	}
 	r.Team = uint8(g.rng.IntN(len(teams)))
 	r.Project = uint8(g.rng.IntN(len(projects)))
 	m := &g.models[r.Model]
@@ -392,7 +418,8 @@ func (g *Generator) newRequest(r *Request, pos int64) {
 	r.TimeMs = now.Add(-g.lateness()).UnixMilli()
 
 	r.Tier = schemas.TierStandard
-	if len(m.tiers) > 0 {
+	// OpenRouter has no batch, flex or priority tiers of its own.
+	if len(m.tiers) > 0 && r.Format != FormatOpenRouter {
 		// Mostly standard: 3% batch, 2% flex, 1% priority where the model
 		// has prices for them.
 		p := g.rng.IntN(100)
@@ -460,7 +487,9 @@ func (g *Generator) tokens(r *Request, m *model) {
 	}
 	if m.cacheWrite && g.rng.Float64() < 0.15 {
 		w := min(prompt-cached, 1024+g.rng.Int64N(20_000))
-		if m.has1h && g.rng.Float64() < 0.2 && g.priced1h(m, prompt, w, minuteOfDay(r.TimeMs), r.Tier) {
+		// OpenRouter reports cache writes as one count, billed at the
+		// 5-minute rate (schemas/openrouter.go): no 1-hour writes there.
+		if m.has1h && r.Format != FormatOpenRouter && g.rng.Float64() < 0.2 && g.priced1h(m, prompt, w, minuteOfDay(r.TimeMs), r.Tier) {
 			w1 = w
 		} else {
 			w5 = w

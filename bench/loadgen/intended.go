@@ -12,7 +12,8 @@ import (
 
 // Intended returns the usage events a decoder must produce from m (with
 // schemas.DecoderFor(m.Format.String(), schemas.DecodeOptions{})): one for
-// a gateway or LiteLLM message, one per billable record of a meter message.
+// a gateway, LiteLLM or OpenRouter message, one per billable record of a
+// meter message.
 // It returns nil for a malformed message. It allocates; it is for tests and
 // tools, not the publishing path.
 //
@@ -59,6 +60,16 @@ func (g *Generator) Intended(m *Message) []schemas.UsageEvent {
 		ev.Quantities = r.Quantities
 		ev.ReportedCost = cost()
 		ev.Source = schemas.SourceLiteLLM
+		return []schemas.UsageEvent{ev}
+	case FormatOpenRouter:
+		ev := base
+		ev.ID = "openrouter:" + string(appendOpenRouterID(nil, r))
+		// The wrapper's dimensions, in order; provider and model as
+		// OpenRouter reports them.
+		ev.Dimensions = []schemas.Dimension{{Key: "team", Value: team}, {Key: "project", Value: project}}
+		ev.Quantities = r.Quantities
+		ev.ReportedCost = cost()
+		ev.Source = schemas.SourceOpenRouter
 		return []schemas.UsageEvent{ev}
 	case FormatMeter:
 		uid := string(appendRespID(nil, r))

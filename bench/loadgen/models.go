@@ -55,6 +55,28 @@ var popularModels = []struct{ provider, model string }{
 	{"gemini", "gemini-3-pro-preview"},
 }
 
+// popularOpenRouter is the default OpenRouter catalog, most used first:
+// OpenRouter's own model slugs, as its responses report them. Slugs the
+// price list does not price for provider openrouter are skipped.
+var popularOpenRouter = []string{
+	"anthropic/claude-sonnet-4.5",
+	"google/gemini-2.5-flash",
+	"openai/gpt-4o",
+	"deepseek/deepseek-chat",
+	"openai/gpt-5-mini",
+	"x-ai/grok-4",
+	"anthropic/claude-haiku-4.5",
+	"google/gemini-2.5-pro",
+	"qwen/qwen3-coder",
+	"openai/gpt-5",
+	"deepseek/deepseek-r1",
+	"z-ai/glm-4.6",
+	"anthropic/claude-sonnet-4",
+	"openai/gpt-4.1",
+	"mistralai/mistral-large",
+	"anthropic/claude-opus-4.1",
+}
+
 // model is one model of the catalog with what the generator needs to make
 // realistic, rateable usage for it.
 type model struct {
@@ -180,6 +202,67 @@ func buildCatalog(snap *rating.Snapshot, sel string, hints map[string]bool) ([]m
 		return nil, fmt.Errorf("models %q: the price list has no chat model with input and output token prices", sel)
 	}
 	return out, nil
+}
+
+// buildOpenRouterCatalog resolves the model selection among the models
+// OpenRouter reports: each is reported with provider "openrouter" and an
+// OpenRouter slug, and kept only when that pair resolves to an entry of
+// provider openrouter (not, through a fallback, to the vendor's own entry:
+// OpenRouter bills at its own prices). It may return none (a price list
+// without OpenRouter entries).
+func buildOpenRouterCatalog(snap *rating.Snapshot, sel string, hints map[string]bool) []model {
+	var out []model
+	seen := map[string]bool{}
+	add := func(slug string) {
+		if seen[slug] {
+			return
+		}
+		mp := snap.Lookup(schemas.OpenRouterProvider, slug, nil)
+		if mp == nil || mp.Provider != schemas.OpenRouterProvider || mp.Unpriced != "" || !chatLike(mp.Mode) {
+			return
+		}
+		_, ok := mp.Table(0, 0, schemas.TierStandard)
+		if !ok[schemas.UnitInput] || !ok[schemas.UnitOutput] {
+			return
+		}
+		seen[slug] = true
+		out = append(out, newModel(schemas.OpenRouterProvider, slug, mp, hints))
+	}
+	for _, slug := range popularOpenRouter {
+		add(slug)
+	}
+	want := len(out)
+	switch sel {
+	case ModelsDefault:
+		if want > 0 {
+			return out
+		}
+		want = -1 // a price list without the popular slugs: use what it has
+	case ModelsAll:
+		want = -1
+	default:
+		want, _ = strconv.Atoi(sel) // validated
+	}
+	if want < 0 || want > len(out) {
+		keys := append([]*rating.ModelPrice(nil), snap.Prices...)
+		sort.Slice(keys, func(i, j int) bool { return keys[i].Key < keys[j].Key })
+		for _, mp := range keys {
+			if want >= 0 && len(out) >= want {
+				break
+			}
+			if mp.Provider != schemas.OpenRouterProvider {
+				continue
+			}
+			// The slug OpenRouter reports: the key without LiteLLM's
+			// "openrouter/" prefix (an OpenRouter model list's keys are
+			// the slugs already).
+			add(strings.TrimPrefix(mp.Key, schemas.OpenRouterProvider+"/"))
+		}
+	}
+	if want >= 0 && len(out) > want {
+		out = out[:want]
+	}
+	return out
 }
 
 func newModel(provider, name string, mp *rating.ModelPrice, hints map[string]bool) model {

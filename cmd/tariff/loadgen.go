@@ -20,10 +20,11 @@ import (
 func cmdLoadgen(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("loadgen", `Publish a realistic, reproducible stream of LLM usage to Kafka and write the
 exact totals it must produce. Customers and models are drawn from Zipf
-distributions; messages are a mix of gateway events, LiteLLM payloads and
-meter records, keyed by customer id, with a share of duplicates (some much
-later, some through another format and topic) and of malformed messages
-(which must all reach the dead-letter topic).
+distributions; messages are a mix of gateway events, LiteLLM payloads,
+OpenRouter responses (with --formats openrouter=N) and meter records, keyed
+by customer id, with a share of duplicates (some much later, some through
+another format and topic) and of malformed messages (which must all reach
+the dead-letter topic).
 
 The expected totals per (customer, price key, unit), with cost and charge as
 exact decimals, and the message counts are written to --expected once every
@@ -36,7 +37,7 @@ publishing.`, "", stderr)
 	customerSkew := fs.Float64("customer-skew", 1.1, "Zipf exponent over customers (> 1; larger is more skewed)")
 	models := fs.String("models", loadgen.ModelsDefault, `models: "default" (a few dozen popular chat models), "all" (every chat model with input and output prices in the price list) or a count N (the first N of default, then the rest of the list)`)
 	modelSkew := fs.Float64("model-skew", 1.2, "Zipf exponent over models (> 1)")
-	formats := fs.String("formats", loadgen.DefaultWeights.String(), "relative weights of the formats: gateway, litellm (to the partner topic), meter")
+	formats := fs.String("formats", loadgen.DefaultWeights.String(), "relative weights of the formats: gateway, litellm and openrouter (both to the partner topic), meter; e2e benchmarks use "+loadgen.MixedWeights.String())
 	rate := fs.Float64("rate", 0, "target messages per second; 0 publishes as fast as the broker acknowledges")
 	dupShare := fs.Float64("dup-share", 0.02, "share of messages that re-send an earlier request (at most 0.3)")
 	lateDupShare := fs.Float64("late-dup-share", 0.3, "share of duplicates held back to a random later point of the stream (the rest follow within 1,000 messages)")
@@ -51,7 +52,7 @@ publishing.`, "", stderr)
 	prices := fs.String("prices", "", "price list the pipeline under test rates with: a LiteLLM map or an OpenRouter model list (default: the bundled LiteLLM map)")
 	expected := fs.String("expected", "expected.json", "file to write the expected totals to")
 	topicGateway := fs.String("topic-gateway", loadgen.DefaultTopics.Gateway, "topic for gateway events")
-	topicPartner := fs.String("topic-partner", loadgen.DefaultTopics.Partner, "topic for LiteLLM payloads")
+	topicPartner := fs.String("topic-partner", loadgen.DefaultTopics.Partner, "topic for LiteLLM payloads and OpenRouter responses")
 	topicMeter := fs.String("topic-meter", loadgen.DefaultTopics.Meter, "topic for meter records")
 	topicDLQ := fs.String("topic-deadletter", loadgen.DefaultTopics.DeadLetter, "dead-letter topic of the pipeline under test (recorded in the expectation)")
 	partitions := fs.Int("partitions", 0, "create missing input topics with this many partitions first (0: the topics must exist)")
