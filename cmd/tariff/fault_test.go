@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	crand "crypto/rand"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -63,9 +64,18 @@ type faultEnv struct {
 	name     string
 	topics   loadgen.Topics
 	chCfg    sinks.ClickHouseConfig
+	cfg      loadgen.Config
 	expected *loadgen.Expected
 	gen      *loadgen.Generator
 	logs     []string // the instances' log files, shown when the test fails
+	// commandTopic carries admin commands (format command), co-partitioned
+	// with the usage topics; alertsTopic receives the balance alerts.
+	commandTopic, alertsTopic string
+	// opsToken is every instance's admin token; opsAddrs the ops address
+	// of each configuration (an instance restarted with the same
+	// configuration serves on the same address).
+	opsToken, tokenFile string
+	opsAddrs            map[string]string
 }
 
 func newFaultEnv(t *testing.T, chAddr string, events int) *faultEnv {
@@ -75,23 +85,55 @@ func newFaultEnv(t *testing.T, chAddr string, events int) *faultEnv {
 		topics: loadgen.Topics{Gateway: name + ".gw", Partner: name + ".partner", Meter: name + ".meter", DeadLetter: name + ".dlq"},
 		chCfg:  sinks.ClickHouseConfig{Addr: chAddr, Database: name},
 	}
-	testenv.CreateTopics(t, broker, 4, e.topics.Gateway, e.topics.Partner, e.topics.Meter, e.topics.DeadLetter)
-	cfg := loadgen.DefaultConfig()
-	cfg.Seed = 42
-	cfg.Events = events
-	cfg.Customers = 2000
+	e.commandTopic, e.alertsTopic = name+".cmd", name+".alerts"
+	// The command topic has the usage topics' partition count: tariff
+	// refuses input topics that are not co-partitioned.
+	testenv.CreateTopics(t, broker, 4, e.topics.Gateway, e.topics.Partner, e.topics.Meter, e.topics.DeadLetter, e.commandTopic, e.alertsTopic)
+	e.opsToken = crand.Text()
+	e.tokenFile = filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(e.tokenFile, []byte(e.opsToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.opsAddrs = map[string]string{}
+	e.cfg = loadgen.DefaultConfig()
+	e.cfg.Seed = 42
+	e.cfg.Events = events
+	e.cfg.Customers = 2000
 	// Event times within the last hours, as a live stream would carry:
 	// within the dedup window and not in the future.
-	cfg.Start = time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Second)
-	cfg.Span = 2 * time.Hour
-	cfg.Topics = e.topics
-	cfg.Markup = "30"
-	g, err := loadgen.New(cfg)
+	e.cfg.Start = time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Second)
+	e.cfg.Span = 2 * time.Hour
+	e.cfg.Topics = e.topics
+	e.cfg.Markup = "30"
+	g, err := loadgen.New(e.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.gen = g
 	return e
+}
+
+// withBalances plans the balance side of the test (with top-ups or not)
+// from the stream's expectation, computed before anything is published.
+func (e *faultEnv) withBalances(topUps bool) *faultBalances {
+	plan, err := loadgen.Plan(e.cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	fb := newFaultBalances(e, plan, e.cfg.Customers, topUps)
+	e.t.Log("balances: " + fb.summary())
+	return fb
+}
+
+// showLogs logs the end of every instance's log.
+func (e *faultEnv) showLogs() {
+	for _, l := range e.logs {
+		data, _ := os.ReadFile(l)
+		if len(data) > 3000 {
+			data = data[len(data)-3000:]
+		}
+		e.t.Logf("end of %s:\n%s", filepath.Base(l), data)
+	}
 }
 
 // publish sends the whole stream (at rate messages/s, 0 = as fast as the
@@ -111,6 +153,8 @@ func (e *faultEnv) publish(ctx context.Context, rate float64) {
 // config writes the YAML configuration of an instance.
 func (e *faultEnv) config(stateDir string) string {
 	path := filepath.Join(e.t.TempDir(), "tariff.yaml")
+	opsAddr := "127.0.0.1:" + strconv.Itoa(freePort(e.t))
+	e.opsAddrs[path] = opsAddr
 	y := fmt.Sprintf(`kafka:
   brokers: [%s]
   group_id: %s
@@ -119,7 +163,9 @@ func (e *faultEnv) config(stateDir string) string {
     %s: gateway
     %s: auto
     %s: meter
+    %s: command
   dead_letter_topic: %s
+  alerts_topic: %s
 clickhouse:
   enabled: "true"
   addr: %s
@@ -135,8 +181,11 @@ log:
   level: warn
   format: json
 ops:
-  listen: 127.0.0.1:0
-`, e.broker, e.name, e.topics.Gateway, e.topics.Partner, e.topics.Meter, e.topics.DeadLetter, e.chCfg.Addr, e.name, stateDir)
+  listen: %s
+  admin_token:
+    file: %s
+`, e.broker, e.name, e.topics.Gateway, e.topics.Partner, e.topics.Meter, e.commandTopic, e.topics.DeadLetter, e.alertsTopic,
+		e.chCfg.Addr, e.name, stateDir, opsAddr, e.tokenFile)
 	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
 		e.t.Fatal(err)
 	}
@@ -145,9 +194,10 @@ ops:
 
 // instance is a tariff process.
 type instance struct {
-	cmd  *exec.Cmd
-	done chan error
-	log  string
+	cmd     *exec.Cmd
+	done    chan error
+	log     string
+	opsAddr string
 }
 
 func (e *faultEnv) start(config string) *instance {
@@ -162,7 +212,7 @@ func (e *faultEnv) start(config string) *instance {
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	in := &instance{cmd: cmd, done: make(chan error, 1), log: logPath}
+	in := &instance{cmd: cmd, done: make(chan error, 1), log: logPath, opsAddr: e.opsAddrs[config]}
 	go func() { in.done <- cmd.Wait(); logf.Close() }()
 	e.t.Cleanup(func() { in.kill() })
 	return in
@@ -266,7 +316,8 @@ func (e *faultEnv) waitExact(timeout time.Duration) {
 		e.t.Fatal(err)
 	}
 	defer conn.Close()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	var last string
 	for {
 		last = ""
@@ -290,16 +341,11 @@ func (e *faultEnv) waitExact(timeout time.Duration) {
 			last += fmt.Sprintf("dead letters: %d distinct, want %d\n", dead, e.expected.Counts.Malformed)
 		}
 		if last == "" {
+			e.t.Logf("totals exact after %s", time.Since(start).Round(time.Millisecond))
 			return
 		}
 		if time.Now().After(deadline) {
-			for _, l := range e.logs {
-				data, _ := os.ReadFile(l)
-				if len(data) > 3000 {
-					data = data[len(data)-3000:]
-				}
-				e.t.Logf("end of %s:\n%s", filepath.Base(l), data)
-			}
+			e.showLogs()
 			e.t.Fatalf("not exact after %s:\n%s", timeout, last)
 		}
 		time.Sleep(2 * time.Second)
@@ -312,22 +358,64 @@ func (e *faultEnv) waitExact(timeout time.Duration) {
 // totals in ClickHouse must then equal the generator's independent
 // calculation to the last digit, and every malformed message must be in the
 // dead-letter topic.
+//
+// Half the customers hold a credit grant with a low-balance threshold,
+// applied before the usage; after the usage some are topped up, and tariff
+// is killed once more while it applies the top-ups. The balances the
+// entitlement API answers must equal the test's own calculation
+// (fault_balance_test.go) after the usage and after the top-ups, and the
+// alerts topic must hold each expected crossing under one key, and
+// nothing else.
 func TestCrashSIGKILL(t *testing.T) {
 	chAddr := testenv.ClickHouse(t)
 	e := newFaultEnv(t, chAddr, *faultEvents)
+	fb := e.withBalances(true)
 	tariffBinary(t)
-	e.publish(context.Background(), 0)
 	config := e.config(t.TempDir())
+	// Commands and usage are ordered per topic only: the grants must be
+	// applied before the first usage message is produced.
+	in := e.start(config)
+	fb.sendGrants()
+	fb.checkBalances([]*instance{in}, stageGranted)
+	e.publish(context.Background(), 0)
+	fb.checkPublished()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	for i := 0; i < 5; i++ {
-		in := e.start(config)
+		if i > 0 {
+			in = e.start(config)
+		}
 		d := time.Duration(1500+rng.IntN(3000)) * time.Millisecond
 		time.Sleep(d)
 		in.kill()
 		t.Logf("killed run %d after %s", i+1, d)
 	}
-	in := e.start(config)
+	in = e.start(config)
 	e.waitExact(4 * time.Minute)
+	// ClickHouse is written before the state, and a top-up applied before
+	// a customer's last usage would change which alerts are due: a clean
+	// stop finishes the batches in hand, so every event ClickHouse holds is
+	// in the balances too. The next instance must answer from the state it
+	// finds.
+	stopping := time.Now()
+	in.stop(t)
+	t.Logf("stopped cleanly in %s", time.Since(stopping).Round(time.Millisecond))
+	in = e.start(config)
+	fb.checkBalances([]*instance{in}, stageUsed)
+
+	// Kill when the first alerts of the top-ups are out: some partitions'
+	// batches are then between the alert write and the state commit, or
+	// not applied at all.
+	before := e.alertsEnd()
+	sent := time.Now()
+	fb.sendTopUps()
+	for e.alertsEnd() == before && time.Since(sent) < 10*time.Second {
+		time.Sleep(5 * time.Millisecond)
+	}
+	in.kill()
+	t.Logf("killed %s after sending the top-ups, with %s", time.Since(sent).Round(time.Millisecond), fb.recoveriesOut())
+	in = e.start(config)
+	fb.checkBalances([]*instance{in}, stageToppedUp)
+	fb.checkAlerts(stageToppedUp)
 	in.stop(t)
 }
 
@@ -356,15 +444,20 @@ func TestClickHouseOutage(t *testing.T) {
 
 // TestRebalance runs two instances in one group, adds a third mid-stream,
 // then kills one with SIGKILL: the partitions move, their state with them,
-// and the totals stay exact.
+// and the totals stay exact. Half the customers hold grants (as in
+// TestCrashSIGKILL, without top-ups): the balances the surviving instances
+// answer and the alerts must equal the test's own calculation.
 func TestRebalance(t *testing.T) {
 	chAddr := testenv.ClickHouse(t)
 	e := newFaultEnv(t, chAddr, *faultEvents/4)
+	fb := e.withBalances(false)
 	tariffBinary(t)
-	pubDone := make(chan struct{})
-	go func() { defer close(pubDone); e.publish(context.Background(), 4000) }()
 	a := e.start(e.config(t.TempDir()))
 	b := e.start(e.config(t.TempDir()))
+	fb.sendGrants()
+	fb.checkBalances([]*instance{a, b}, stageGranted)
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); e.publish(context.Background(), 4000) }()
 	time.Sleep(5 * time.Second)
 	c := e.start(e.config(t.TempDir()))
 	t.Log("third instance joined")
@@ -372,7 +465,12 @@ func TestRebalance(t *testing.T) {
 	a.kill()
 	t.Log("first instance killed")
 	<-pubDone
+	fb.checkPublished()
 	e.waitExact(3 * time.Minute)
+	// Polled until equal: once every balance is final, every crossing's
+	// alert is in the topic (alerts are written before the state).
+	fb.checkBalances([]*instance{b, c}, stageUsed)
+	fb.checkAlerts(stageUsed)
 	b.stop(t)
 	c.stop(t)
 }
