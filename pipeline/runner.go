@@ -134,11 +134,24 @@ func (r *Runner) runPartition(ctx context.Context, gen *sources.Generation, p in
 		return
 	}
 	start := make(map[string]int64, len(r.src.Topics))
+	behind := map[string]int64{}
 	for topic := range r.src.Topics {
 		if o, ok := offsets[topic]; ok {
 			start[topic] = o
+			if c, ok := gen.Committed[topic][p]; !ok || c < o {
+				behind[topic] = o
+			}
 		} else if o, ok := gen.Committed[topic][p]; ok {
 			start[topic] = o
+		}
+	}
+	// The state is ahead of the group's committed offsets when a commit
+	// failed (a rebalance in progress) after its batch was durable: commit
+	// the stored offsets now, or the group would show lag that is not
+	// there until the partition's next input.
+	if len(behind) > 0 {
+		if err := gen.Commit(p, behind); err != nil {
+			log.Debug().Err(err).Msg("catching the group's committed offsets up to the state failed; the next batch commits them")
 		}
 	}
 	if v := r.deps.Views; v != nil {
