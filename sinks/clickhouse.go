@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -123,7 +124,7 @@ func openClickHouse(ctx context.Context, cfg ClickHouseConfig, db string) (drive
 const ratedLineColumns = "event_date, event_time, event_ms, customer_id, event_id, unit, quantity, unit_price, cost, charge, " +
 	"provider, model, price_key, service_tier, price_version, rate_card_id, rate_card_version, source, " +
 	"dim_keys, dim_values, kafka_topic, kafka_partition, kafka_offset, rated_at, " +
-	"rating_run, price_provider, unlined_units, unlined_quantities"
+	"rating_run, price_provider, unlined"
 
 // ClickHouse writes rated lines, one row per event and unit type.
 //
@@ -173,9 +174,8 @@ type lineColumns struct {
 	partition                           []int32
 	dimKeys, dimValues                  [][]string
 	ratedAt                             []time.Time
-	run, priceProvider                  []string
-	unlinedUnits                        [][]string
-	unlinedQuantities                   [][]int64
+	run, priceProvider, unlined         []string
+	text                                []byte
 }
 
 var lineColumnsPool = sync.Pool{New: func() any { return new(lineColumns) }}
@@ -190,27 +190,46 @@ func (c *lineColumns) reset() {
 	clear(c.dimKeys)
 	clear(c.dimValues)
 	c.dimKeys, c.dimValues, c.ratedAt = c.dimKeys[:0], c.dimValues[:0], c.ratedAt[:0]
-	clear(c.unlinedUnits)
-	clear(c.unlinedQuantities)
-	c.run, c.priceProvider = c.run[:0], c.priceProvider[:0]
-	c.unlinedUnits, c.unlinedQuantities = c.unlinedUnits[:0], c.unlinedQuantities[:0]
+	clear(c.unlined)
+	c.run, c.priceProvider, c.unlined = c.run[:0], c.priceProvider[:0], c.unlined[:0]
 }
 
-// Unlined returns the units ev reports a quantity for that have no line in
-// r (request counts on a model priced by tokens, which the rater treats as
-// informational), with their quantities; nil when every counted unit has a
-// line. rated_lines keeps them on each row of the event, so that the event
-// can be rebuilt whole from its rows and re-rated (tariff replay): a
-// corrected price may bill a unit the old one did not.
-func Unlined(r *RatedEvent) (units []string, quantities []int64) {
+// AppendUnlined appends to dst the units r's event reports a quantity for
+// that have no line (request counts on a model priced by tokens, which the
+// rater treats as informational), as "unit=quantity" pairs joined by
+// commas ("requests=1"); nothing when every counted unit has a line.
+// rated_lines keeps it on each row of the event (column unlined), so that
+// the event can be rebuilt whole from its rows and re-rated (tariff
+// replay): a corrected price may bill a unit the old one did not.
+func AppendUnlined(dst []byte, r *RatedEvent) []byte {
 	for u, q := range r.Event.Quantities {
 		if q == 0 || hasLine(r.Lines, schemas.Unit(u)) {
 			continue
 		}
-		units = append(units, schemas.Unit(u).String())
-		quantities = append(quantities, q)
+		if len(dst) > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, schemas.Unit(u).String()...)
+		dst = append(dst, '=')
+		dst = strconv.AppendInt(dst, q, 10)
 	}
-	return units, quantities
+	return dst
+}
+
+// ParseUnlined reads AppendUnlined's text back into unit name -> quantity.
+func ParseUnlined(s string, into map[string]int64) error {
+	if s == "" {
+		return nil
+	}
+	for _, pair := range strings.Split(s, ",") {
+		unit, qty, ok := strings.Cut(pair, "=")
+		n, err := strconv.ParseInt(qty, 10, 64)
+		if !ok || unit == "" || err != nil || n <= 0 {
+			return fmt.Errorf("unlined %q: expected unit=quantity pairs joined by commas", pair)
+		}
+		into[unit] = n
+	}
+	return nil
 }
 
 func hasLine(lines []Line, u schemas.Unit) bool {
@@ -237,7 +256,11 @@ func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
 			}
 		}
 		t := ev.Time.UTC()
-		unlinedUnits, unlinedQuantities := Unlined(r)
+		c.text = AppendUnlined(c.text[:0], r)
+		unlined := ""
+		if len(c.text) > 0 {
+			unlined = string(c.text) // one string shared by the event's rows
+		}
 		for _, l := range r.Lines {
 			c.time = append(c.time, t)
 			c.ms = append(c.ms, t.UnixMilli())
@@ -267,8 +290,7 @@ func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
 			c.ratedAt = append(c.ratedAt, r.RatedAt.UTC())
 			c.run = append(c.run, r.Run)
 			c.priceProvider = append(c.priceProvider, r.Provider)
-			c.unlinedUnits = append(c.unlinedUnits, unlinedUnits)
-			c.unlinedQuantities = append(c.unlinedQuantities, unlinedQuantities)
+			c.unlined = append(c.unlined, unlined)
 		}
 	}
 	rows := len(c.time)
@@ -284,7 +306,7 @@ func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
 	cols := []any{c.time, c.time, c.ms, c.customer, c.eventID, c.unit, c.quantity, c.price, c.cost, c.charge,
 		c.provider, c.model, c.priceKey, c.tier, c.priceVersion, c.cardID, c.cardVersion, c.source,
 		c.dimKeys, c.dimValues, c.topic, c.partition, c.offset, c.ratedAt,
-		c.run, c.priceProvider, c.unlinedUnits, c.unlinedQuantities}
+		c.run, c.priceProvider, c.unlined}
 	for i, col := range cols {
 		if err := batch.Column(i).Append(col); err != nil {
 			return fmt.Errorf("append column %d of rated_lines: %w", i, err)

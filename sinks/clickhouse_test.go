@@ -138,3 +138,28 @@ func TestClickHouseAggregatesKeepNewestTotal(t *testing.T) {
 		}
 	}
 }
+
+// TestUnlinedRoundTrip: the units an event reports without a line come
+// back from the unlined text as they went in.
+func TestUnlinedRoundTrip(t *testing.T) {
+	r := &RatedEvent{Lines: []Line{{Unit: schemas.UnitInput}, {Unit: schemas.UnitOutput}}}
+	r.Event.Quantities[schemas.UnitInput] = 1200
+	r.Event.Quantities[schemas.UnitOutput] = 330
+	r.Event.Quantities[schemas.UnitRequests] = 1
+	text := string(AppendUnlined(nil, r))
+	if text != "requests=1" {
+		t.Fatalf("unlined = %q, want requests=1", text)
+	}
+	got := map[string]int64{}
+	if err := ParseUnlined(text, got); err != nil || len(got) != 1 || got["requests"] != 1 {
+		t.Fatalf("parse %q = %v, %v", text, got, err)
+	}
+	if s := AppendUnlined(nil, &RatedEvent{}); len(s) != 0 {
+		t.Fatalf("no quantities: %q", s)
+	}
+	for _, bad := range []string{"requests", "requests=x", "=1", "requests=-1", "requests=1,"} {
+		if err := ParseUnlined(bad, map[string]int64{}); err == nil {
+			t.Errorf("ParseUnlined(%q) accepted", bad)
+		}
+	}
+}

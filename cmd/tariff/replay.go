@@ -229,13 +229,12 @@ type replayRow struct {
 	priceProvider, tier, source string
 	run                         string
 	dimKeys, dimValues          []string
-	unlinedUnits                []string
-	unlinedQuantities           []int64
+	unlined                     string
 	ratedAt                     time.Time
 }
 
 const replayColumns = "customer_id, event_id, unit, quantity, event_ms, toString(cost), toString(charge), provider, model, price_key, " +
-	"price_provider, service_tier, source, rating_run, dim_keys, dim_values, unlined_units, unlined_quantities, rated_at"
+	"price_provider, service_tier, source, rating_run, dim_keys, dim_values, unlined, rated_at"
 
 // publish streams the range's rows, rebuilds each event and publishes its
 // rerate command, with a progress meter.
@@ -303,7 +302,7 @@ func (r *replay) publish(ctx context.Context, total int64) error {
 	for rows.Next() {
 		var x replayRow
 		if err := rows.Scan(&x.customer, &x.event, &x.unit, &x.quantity, &x.ms, &x.cost, &x.charge, &x.provider, &x.model, &x.priceKey,
-			&x.priceProvider, &x.tier, &x.source, &x.run, &x.dimKeys, &x.dimValues, &x.unlinedUnits, &x.unlinedQuantities, &x.ratedAt); err != nil {
+			&x.priceProvider, &x.tier, &x.source, &x.run, &x.dimKeys, &x.dimValues, &x.unlined, &x.ratedAt); err != nil {
 			return fmt.Errorf("read rated_lines: %w", err)
 		}
 		if len(group) > 0 && (group[0].customer != x.customer || group[0].event != x.event) {
@@ -329,7 +328,7 @@ func (r *replay) command(ctx context.Context, rows []replayRow) (*pipeline.Rerat
 	f := &rows[0]
 	c := &pipeline.Rerate{Kind: pipeline.RerateKind, ID: pipeline.RerateID(r.run, f.event), CustomerID: f.customer, Run: r.run,
 		Event: pipeline.RerateEvent{ID: f.event, Time: time.UnixMilli(f.ms).UTC(), Provider: f.provider, Model: f.model,
-			ServiceTier: f.tier, Source: f.source, Quantities: make(map[string]int64, len(rows)+len(f.unlinedUnits))},
+			ServiceTier: f.tier, Source: f.source, Quantities: make(map[string]int64, len(rows)+1)},
 		Old: pipeline.RerateOld{Run: f.run, PriceKey: f.priceKey, Provider: f.priceProvider}}
 	if len(f.dimKeys) != len(f.dimValues) {
 		return nil, nil, fmt.Errorf("dim_keys and dim_values differ in length (%d, %d)", len(f.dimKeys), len(f.dimValues))
@@ -337,11 +336,8 @@ func (r *replay) command(ctx context.Context, rows []replayRow) (*pipeline.Rerat
 	for i := range f.dimKeys {
 		c.Event.Dimensions = append(c.Event.Dimensions, schemas.Dimension{Key: f.dimKeys[i], Value: f.dimValues[i]})
 	}
-	if len(f.unlinedUnits) != len(f.unlinedQuantities) {
-		return nil, nil, fmt.Errorf("unlined_units and unlined_quantities differ in length (%d, %d)", len(f.unlinedUnits), len(f.unlinedQuantities))
-	}
-	for i, u := range f.unlinedUnits {
-		c.Event.Quantities[u] = f.unlinedQuantities[i]
+	if err := sinks.ParseUnlined(f.unlined, c.Event.Quantities); err != nil {
+		return nil, nil, err
 	}
 	old := &oldAmounts{}
 	for i := range rows {
