@@ -210,3 +210,52 @@ func TestRateCardResolve(t *testing.T) {
 		t.Errorf("terms: %+v", terms)
 	}
 }
+
+// TestBookRatesUnknownModelOnceAPriceExists: a model the version in force
+// at the event's time does not list is priced by the first later version
+// that lists it (an unpriced event sent again once its price exists); a
+// model listed at the event's time keeps that version's price; a model no
+// version lists stays unknown; a pinned version does not look ahead.
+func TestBookRatesUnknownModelOnceAPriceExists(t *testing.T) {
+	jan := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	feb := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	mar := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	two := func(a, pa, b, pb string) *Snapshot {
+		ma := &ModelPrice{Key: a, Provider: "openai"}
+		ma.Base[0].Set(in, MustPrice(pa))
+		mb := &ModelPrice{Key: b, Provider: "openai"}
+		mb.Base[0].Set(in, MustPrice(pb))
+		s, err := NewSnapshot(FormatLiteLLM, []*ModelPrice{ma, mb})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	b, err := NewBook(nil,
+		&Version{ID: "jan", EffectiveFrom: jan, Prices: priced(t, "old", "0.000001")},
+		&Version{ID: "feb", EffectiveFrom: feb, Prices: two("old", "0.000002", "new", "0.000003")},
+		&Version{ID: "mar", EffectiveFrom: mar, Prices: two("old", "0.000004", "new", "0.000005")},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rate := func(model string, at time.Time, terms *Terms) (Rated, error) {
+		var r Rated
+		ev := event("", model, qty{in: 1_000_000})
+		ev.Time = at
+		return r, b.Rate(ev, terms, &r)
+	}
+	mid := jan.AddDate(0, 0, 10)
+	if r, err := rate("new", mid, nil); err != nil || r.PriceVersion != "feb" || r.Cost.String() != "3" {
+		t.Errorf("new model in January: %v %s %s, want feb 3", err, r.PriceVersion, r.Cost)
+	}
+	if r, err := rate("old", mid, nil); err != nil || r.PriceVersion != "jan" || r.Cost.String() != "1" {
+		t.Errorf("listed model in January: %v %s %s, want jan 1", err, r.PriceVersion, r.Cost)
+	}
+	if _, err := rate("never", mid, nil); !errors.Is(err, ErrUnknownModel) {
+		t.Errorf("unknown model: %v, want ErrUnknownModel", err)
+	}
+	if _, err := rate("new", mar, &Terms{PriceVersion: "jan"}); !errors.Is(err, ErrUnknownModel) {
+		t.Errorf("pinned version looked ahead: %v", err)
+	}
+}

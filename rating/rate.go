@@ -149,6 +149,14 @@ func (b *Book) Rate(ev *schemas.UsageEvent, terms *Terms, out *Rated) error {
 	}
 	out.PriceVersion = v.ID
 	mp := v.Prices.Lookup(ev.Provider, ev.Model, b.aliases)
+	if mp == nil && (terms == nil || terms.PriceVersion == "") {
+		// No price in force at the event's time: the first later version
+		// that lists the model prices it (see laterPrice).
+		if lv, lmp := b.laterPrice(v, ev.Provider, ev.Model); lmp != nil {
+			v, mp = lv, lmp
+			out.PriceVersion = v.ID
+		}
+	}
 	if mp == nil {
 		return &RateError{Kind: ErrUnknownModel, Provider: ev.Provider, Model: ev.Model, PriceVersion: v.ID}
 	}
@@ -232,4 +240,30 @@ func Reconcile(reported decimal.NullDecimal, ours Amount, tolerance decimal.Deci
 	}
 	d := reported.Decimal.Sub(ours.Decimal())
 	return Reconciliation{Reported: true, Diff: d, Within: d.Abs().LessThanOrEqual(tolerance.Abs())}
+}
+
+// laterPrice finds a model that the version v in force at an event's time
+// does not list in the versions after v, and returns the first that lists
+// it. This is how an event held as unpriced (dead-lettered: its model had
+// no price) is re-rated once a price exists: the sync that adds the model
+// records it from its own time, after the event, and the event, sent
+// again, is rated with that first price rather than refused again. A model
+// that is listed at the event's time is never priced from a later version,
+// and a model removed from the list stays unpriced after its removal. Not
+// on the hot path: only events whose model is unknown at their time.
+func (b *Book) laterPrice(v *Version, provider, model string) (*Version, *ModelPrice) {
+	later := false
+	for _, w := range b.versions {
+		if w == v {
+			later = true
+			continue
+		}
+		if !later {
+			continue
+		}
+		if mp := w.Prices.Lookup(provider, model, b.aliases); mp != nil {
+			return w, mp
+		}
+	}
+	return nil, nil
 }

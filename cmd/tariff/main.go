@@ -30,6 +30,7 @@ var commands = []command{
 	{"gateway", "run the AI gateway: OpenAI and Anthropic APIs for your customers, forwarded upstream, each response's usage published to Kafka", cmdGateway},
 	{"setup", "create the first price version, a default rate card (--markup 30%), the Kafka topics and the ClickHouse tables", cmdSetup},
 	{"prices", "prices sync|diff|list|show: record new prices, compare price lists, show the prices in force", cmdPrices},
+	{"deadletters", "deadletters list|redrive: count dead-lettered messages, or send them again (events held as unpriced, once their model has a price)", cmdDeadLetters},
 	{"statement", "statement --customer ID [--period 2026-11]: a customer's billing period, fees, credits and amount due", cmdStatement},
 	{"replay", "replay --from TIME [--to TIME] [--customer ID]: re-rate a range (after a price correction) into a new rating run", cmdReplay},
 	{"config", "config check FILE: validate a configuration file", cmdConfig},
