@@ -26,7 +26,9 @@ import (
 )
 
 // Rater rates one validated event into out, reusing out's storage. It must
-// be safe to call while prices are swapped. One Rater per goroutine.
+// be safe to call while prices are swapped. One Rater per goroutine. A
+// Rater that is also a CardRater (assign.go) is given each customer's
+// rate-card assignments from partition state instead.
 type Rater interface {
 	Rate(ev *schemas.UsageEvent, out *sinks.RatedEvent) error
 }
@@ -163,6 +165,9 @@ type Processor struct {
 	seqLoaded bool
 	agg       *aggregator
 	bal       *balances
+	// asg holds the customers' rate-card assignments (assign.go); nil
+	// when the rater has no rate cards.
+	asg *assignments
 	// seen is the fast negative path of deduplication (see bloom).
 	seen *bloom
 
@@ -218,6 +223,9 @@ func NewProcessor(cfg Config, partition int, gen int32, offsets map[string]int64
 		agg:     newAggregator(partition, deps.Store.Window()),
 		bal:     newBalances(partition, deps.Store.Window()),
 		src:     &noSourceCounters,
+	}
+	if cr, ok := rater.(CardRater); ok {
+		p.asg = newAssignments(partition, cr)
 	}
 	if m := deps.Metrics; m != nil {
 		for topic := range deps.Formats {
@@ -429,6 +437,9 @@ func (p *Processor) process(work, stop context.Context) error {
 	p.seq = seq
 	p.agg.committed()
 	p.bal.committed(p.deps.Views)
+	if p.asg != nil {
+		p.asg.committed()
+	}
 	// From here the batch is durable; a failed Kafka commit only means the
 	// batch is redelivered and skipped by offset.
 	if err := p.commit(p.next); err != nil {
@@ -468,6 +479,9 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 	if format == FormatCommand {
 		if isRerate(m.Value) {
 			return p.rerate(txn, m, now) // rerate.go
+		}
+		if isAssign(m.Value) {
+			return p.assignCommand(txn, m, now) // assign.go
 		}
 		refused, err := p.bal.command(txn, m.Value, now)
 		if err != nil {
@@ -517,6 +531,9 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 	// what this message added, so nothing of it counts as applied.
 	mark, mutMark := len(p.out.Events), len(p.muts)
 	p.keys = p.keys[:0]
+	if p.asg != nil {
+		p.asg.begin()
+	}
 	for i := range p.events {
 		ev := &p.events[i]
 		k := [2]string{ev.CustomerID, ev.ID}
@@ -538,11 +555,20 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 				continue
 			}
 		}
+		// The customer's rate-card assignments, joining the default card
+		// on first usage: read errors stop the batch, they are no refusal.
+		hist, err := p.historyFor(txn, ev, true)
+		if err != nil {
+			return err
+		}
 		out := p.nextOut()
-		if err := p.rater.Rate(ev, out); err != nil {
+		if err := p.rate(ev, hist, out); err != nil {
 			p.out.Events = p.out.Events[:mark]
 			clear(p.muts[mutMark:])
 			p.muts = p.muts[:mutMark]
+			if p.asg != nil {
+				p.asg.rollback()
+			}
 			reason := eventReason(i, len(p.events), err)
 			if errors.Is(err, ErrUnpriced) {
 				p.deps.Stats.Unpriced.Add(1)

@@ -24,8 +24,9 @@ import (
 // partition from the changelog would lose it with its grants and periods.
 //
 // So a batch that holds ticks also re-appends a slice of the partition's
-// accounts to its mutations: each account, its due entry and its stored
-// periods, with the bytes and expiry they have in the batch's read
+// accounts to its mutations: each account, its due entry, its stored
+// periods and its rate-card assignments ('k', assign.go: every customer
+// with assignments has an account), with the bytes and expiry they have in the batch's read
 // transaction (values unchanged), walking the accounts in key order from a
 // cursor kept in the partition's state ('r', below) and wrapping around at
 // the end. The cursor travels in the changelog like all state, so a sweep
@@ -219,7 +220,7 @@ func (b *balances) refresh(txn *badger.Txn, muts []Mutation) ([]Mutation, error)
 	// Keys the batch already writes or deletes: theirs is the newer value.
 	clear(b.written)
 	for i := range muts {
-		if k := muts[i].Key; len(k) >= 5 && (k[0] == kindBalance || k[0] == kindDue || k[0] == kindPeriod) {
+		if k := muts[i].Key; len(k) >= 5 && (k[0] == kindBalance || k[0] == kindDue || k[0] == kindPeriod || k[0] == kindAssignment) {
 			b.written[string(k)] = struct{}{}
 		}
 	}
@@ -298,6 +299,17 @@ func (b *balances) refresh(txn *badger.Txn, muts []Mutation) ([]Mutation, error)
 			}
 			if n, err = relog(pit.Item()); err != nil {
 				return muts, fmt.Errorf("refresh periods of %s: %w", customer, err)
+			}
+			size += n
+		}
+		b.key = assignmentKey(b.key, b.partition, customer)
+		switch asg, err := txn.Get(b.key); {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return muts, fmt.Errorf("refresh rate-card assignments of %s: %w", customer, err)
+		default:
+			if n, err = relog(asg); err != nil {
+				return muts, fmt.Errorf("refresh rate-card assignments of %s: %w", customer, err)
 			}
 			size += n
 		}

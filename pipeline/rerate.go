@@ -297,9 +297,15 @@ func (p *Processor) rerate(txn *badger.Txn, m *kafka.Message, now time.Time) err
 	}
 
 	// 3. Rate with the prices in force now for the event's time.
+	// With the customer's rate-card assignments as they stand; a rerate
+	// never makes a customer join a card.
+	hist, err := p.historyFor(txn, &ev, false)
+	if err != nil {
+		return err
+	}
 	mark := len(p.out.Events)
 	out := p.nextOut()
-	if err := p.rater.Rate(&ev, out); err != nil {
+	if err := p.rate(&ev, hist, out); err != nil {
 		p.out.Events = p.out.Events[:mark]
 		if errors.Is(err, ErrUnpriced) {
 			p.deps.Stats.Unpriced.Add(1)

@@ -25,6 +25,12 @@ type Runner struct {
 	newRater  func() Rater
 	log       zerolog.Logger
 	fatal     chan error
+	// gate, when set, must succeed before a partition is processed
+	// (SetPartitionGate).
+	gate func(ctx context.Context, partition int) error
+	// owners, when set, records which partitions this instance owns
+	// (SetOwners, owners.go).
+	owners *Owners
 
 	mu      sync.Mutex
 	sources map[int]*sources.PartitionSource // live partition readers, for lag
@@ -46,6 +52,14 @@ func NewRunner(cfg Config, src sources.Config, group *sources.Group, changelog *
 		sources: make(map[int]*sources.PartitionSource),
 	}
 }
+
+// SetPartitionGate makes every partition, each time it is assigned, wait
+// for gate to succeed before it is restored and processed; a failing gate
+// is retried with backoff until it succeeds or the generation ends.
+// `tariff run` passes the price follower's catch-up: a partition that moved
+// from another instance is rated with every price version and rate card
+// recorded before it was assigned here. Call it before Run.
+func (r *Runner) SetPartitionGate(gate func(ctx context.Context, partition int) error) { r.gate = gate }
 
 // Lag returns, per owned partition number, the messages not yet fetched
 // across the input topics, as the readers last saw it.
@@ -126,6 +140,23 @@ func (r *Runner) Run(ctx context.Context) error {
 func (r *Runner) runPartition(ctx context.Context, gen *sources.Generation, p int) {
 	log := r.log.With().Int("partition", p).Int32("generation", gen.ID).Logger()
 	started := time.Now()
+	if r.gate != nil {
+		backoff := r.cfg.RetryMin
+		for {
+			err := r.gate(ctx, p)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn().Err(err).Msg("partition gate failed; retrying before processing")
+			if !sleepCtx(ctx, backoff) {
+				return
+			}
+			backoff = min(backoff*2, r.cfg.RetryMax)
+		}
+	}
 	offsets, err := r.restore(ctx, p)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -167,6 +198,12 @@ func (r *Runner) runPartition(ctx context.Context, gen *sources.Generation, p in
 		}
 		defer v.forget(p)
 		log.Debug().Int("accounts", n).Msg("account views loaded")
+	}
+	if r.owners != nil {
+		// Claimed once the views answer, released before they are
+		// forgotten: reads forwarded here find the partition's customers.
+		r.owners.claim(ctx, p, gen.ID)
+		defer r.owners.release(p)
 	}
 	src, err := sources.NewPartitionSource(r.src, p, start)
 	if err != nil {

@@ -58,8 +58,8 @@ func (c *StoreConfig) Validate() error {
 // restored from its changelog without touching another's, and a prefix scan
 // of one kind never reads another. Kinds in use: 'o', 'd', 'c' here, 'a'
 // and 's' (aggregate.go), 'b', 'n' and 'p' (balances.go), 'r' (refresh.go:
-// the balance refresh's cursor), 'e' (rerate.go); a new kind must take
-// another byte.
+// the balance refresh's cursor), 'e' (rerate.go), 'k' (assign.go: rate-card
+// assignments); a new kind must take another byte.
 const (
 	kindOffset    byte = 'o' // o p(4) topic -> next offset (8)
 	kindDedup     byte = 'd' // d p(4) customer 0x00 event id -> applied-at unix ms (8)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tariff-dev/tariff/pipeline"
 	"github.com/tariff-dev/tariff/pipeline/balance"
 	"github.com/tariff-dev/tariff/pipeline/prices"
 	"github.com/tariff-dev/tariff/rating"
@@ -38,10 +39,13 @@ import (
 // key is the command id, and a command id applied before is a no-op.
 // Without one, each call is a new command.
 
-// Commands publishes balance commands to the command topic.
+// Commands publishes admin commands to the command topic.
 type Commands interface {
 	// Submit publishes c and returns once the broker has it durably.
 	Submit(ctx context.Context, c *balance.Command) error
+	// SubmitAssignment publishes a rate-card assignment and returns once
+	// the broker has it durably.
+	SubmitAssignment(ctx context.Context, c *pipeline.AssignRateCard) error
 	// Topic names the command topic (for the answer).
 	Topic() string
 }
@@ -55,11 +59,11 @@ type Accounts interface {
 	Account(customer string) (acct *balance.Account, periods []balance.PeriodUsage, ok bool, err error)
 }
 
-// RateCards changes rate cards and customers' assignments (prices.State).
+// RateCards reads and changes rate cards (prices.State). Customers'
+// assignments are partition state: they change through the command topic.
 type RateCards interface {
 	Catalog() *prices.Catalog
 	SetCard(id string, markups rating.MarkupRules, rollout rating.Rollout, eff time.Time) (prices.CardChange, error)
-	Assign(customer string, a rating.Assignment) error
 }
 
 // Deliveries lists the latest webhook delivery attempts.
@@ -326,9 +330,13 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) (string, *balan
 		return "", nil, nil, false
 	}
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("customer %q: no account on this instance (never seen, or its partition is owned by another instance)", id))
+		// Another instance may own the customer's partition: forward.go.
+		if !s.forward(w, r, id, forwardReadTimeout) {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("customer %q: no account on this instance (never seen, or its partition is owned by another instance)", id))
+		}
 		return "", nil, nil, false
 	}
+	s.markServed(w)
 	return id, a, periods, true
 }
 
@@ -606,6 +614,14 @@ type RateCardAssignment struct {
 	EffectiveAt time.Time `json:"effective_at,omitzero"`
 }
 
+// putRateCardAssignment moves a customer to a rate card version. The
+// assignment is the state of the partition that owns the customer, so it
+// travels as an assign_rate_card command on the command topic, applied in
+// order with the customer's usage, once per command id (the
+// Idempotency-Key); it answers 202 once the broker has it. The card and
+// version are checked here against this instance's catalog, and again
+// when the command is applied (a refusal then goes to the dead-letter
+// topic).
 func (s *Server) putRateCardAssignment(w http.ResponseWriter, r *http.Request) {
 	id, err := customerID(r)
 	if err != nil {
@@ -614,6 +630,11 @@ func (s *Server) putRateCardAssignment(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.deps.RateCards == nil {
 		writeError(w, http.StatusServiceUnavailable, "rate cards: the price state is not loaded in this process")
+		return
+	}
+	cmdID, err := commandID(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	var ra RateCardAssignment
@@ -634,15 +655,29 @@ func (s *Server) putRateCardAssignment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("version %d: expected 1 to %d (the versions of rate card %s), or 0 for the latest", ra.Version, last, card.ID))
 		return
 	}
-	if ra.EffectiveAt.IsZero() {
-		ra.EffectiveAt = s.deps.Now().UTC()
+	if s.deps.Commands == nil {
+		writeError(w, http.StatusServiceUnavailable, "rate-card assignments: no command topic is configured (a kafka.topics entry with format \"command\")")
+		return
 	}
-	a := rating.Assignment{CardID: card.ID, Version: ra.Version, AssignedAt: ra.EffectiveAt.UTC()}
-	if err := s.deps.RateCards.Assign(id, a); err != nil {
+	now := s.deps.Now().UTC()
+	if ra.EffectiveAt.IsZero() {
+		ra.EffectiveAt = now
+	}
+	c := &pipeline.AssignRateCard{Kind: pipeline.AssignRateCardKind, ID: cmdID, CustomerID: id, At: now,
+		RateCardID: card.ID, Version: ra.Version, EffectiveAt: ra.EffectiveAt.UTC()}
+	if err := c.Validate(); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"customer_id": id, "rate_card_id": card.ID, "version": ra.Version, "effective_at": a.AssignedAt})
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := s.deps.Commands.SubmitAssignment(ctx, c); err != nil {
+		s.log.Warn().Err(err).Str("customer", id).Str("command", c.ID).Msg("publish rate-card assignment failed")
+		writeError(w, http.StatusServiceUnavailable, "the command was not stored: "+err.Error()+"; retry with the same Idempotency-Key")
+		return
+	}
+	s.log.Info().Str("customer", id).Str("command", c.ID).Str("card", c.RateCardID).Int("version", c.Version).Msg("rate-card assignment accepted")
+	writeJSON(w, http.StatusAccepted, CommandAccepted{Status: "accepted", CommandID: c.ID, Kind: c.Kind, CustomerID: id, Topic: s.deps.Commands.Topic()})
 }
 
 // SetupRequest is the body of POST /v1/setup: the admin-API form of

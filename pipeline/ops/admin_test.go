@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tariff-dev/tariff/pipeline"
 	"github.com/tariff-dev/tariff/pipeline/balance"
 	"github.com/tariff-dev/tariff/rating"
 	"github.com/tariff-dev/tariff/schemas"
@@ -22,9 +23,20 @@ import (
 )
 
 type fakeCommands struct {
-	mu   sync.Mutex
-	got  []balance.Command
-	fail error
+	mu      sync.Mutex
+	got     []balance.Command
+	assigns []pipeline.AssignRateCard
+	fail    error
+}
+
+func (f *fakeCommands) SubmitAssignment(ctx context.Context, c *pipeline.AssignRateCard) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
+	f.assigns = append(f.assigns, *c)
+	return nil
 }
 
 func (f *fakeCommands) Submit(ctx context.Context, c *balance.Command) error {
@@ -274,7 +286,9 @@ func TestAdminAccountAndStatement(t *testing.T) {
 
 func TestAdminRateCardsAndSetup(t *testing.T) {
 	st := priceState(t) // a default card at 30%
-	srv := newTestServer(t, tokenConfig(t), Deps{RateCards: st})
+	cmds := &fakeCommands{}
+	srv := newTestServer(t, tokenConfig(t), Deps{RateCards: st, Commands: cmds})
+	now := srv.clock.now()
 
 	code, body := send(t, "PUT", srv.url+"/v1/rate-cards/enterprise", `{"markup": "12.5%", "by_provider": {"anthropic": "20"}, "rollout": "new-customers-only"}`)
 	if code != 200 || !strings.Contains(string(body), `"result":"created"`) {
@@ -288,21 +302,50 @@ func TestAdminRateCardsAndSetup(t *testing.T) {
 		cards.RateCards[1].Versions[0].ByProvider["anthropic"] != "20" || cards.RateCards[1].Versions[0].PriceVersion == "" || !cards.RateCards[0].Default {
 		t.Fatalf("cards = %+v", cards)
 	}
-	if code, body := send(t, "PUT", srv.url+"/v1/customers/acme/rate-card", `{"rate_card_id": "enterprise"}`); code != 200 {
+	// An assignment is published as a command for the partition that owns
+	// the customer: 202, the latest version, effective now by default.
+	code, body = send(t, "PUT", srv.url+"/v1/customers/acme/rate-card", `{"rate_card_id": "enterprise"}`, "Idempotency-Key", "move-acme-1")
+	var acc CommandAccepted
+	if err := json.Unmarshal(body, &acc); code != http.StatusAccepted || err != nil || acc.CommandID != "move-acme-1" || acc.Kind != "assign_rate_card" || acc.CustomerID != "acme" || acc.Topic != "tariff.commands" {
 		t.Fatalf("assign: %d %s", code, body)
 	}
+	want := pipeline.AssignRateCard{Kind: "assign_rate_card", ID: "move-acme-1", CustomerID: "acme", At: now, RateCardID: "enterprise", Version: 1, EffectiveAt: now}
+	if len(cmds.assigns) != 1 || cmds.assigns[0] != want {
+		t.Fatalf("published %+v, want %+v", cmds.assigns, want)
+	}
+	eff := now.Add(72 * time.Hour)
+	code, body = send(t, "PUT", srv.url+"/v1/customers/acme/rate-card", `{"rate_card_id": "default", "version": 1, "effective_at": "`+eff.Format(time.RFC3339)+`"}`)
+	if got := cmds.assigns[len(cmds.assigns)-1]; code != http.StatusAccepted || got.RateCardID != "default" || got.Version != 1 || !got.EffectiveAt.Equal(eff) || !strings.HasPrefix(got.ID, "cmd_") {
+		t.Fatalf("assign with effective_at: %d %s, published %+v", code, body, got)
+	}
+	published := len(cmds.assigns)
 	for _, tc := range []struct{ method, path, body, want string }{
 		{"PUT", "/v1/rate-cards/x", `{"markup": "12.345"}`, "markup"},
 		{"PUT", "/v1/rate-cards/x", `{"markup": "10", "by_model": {"gpt-4o": "lots"}}`, "by_model.gpt-4o"},
 		{"PUT", "/v1/rate-cards/x", `{"markup": "10", "rollout": "some"}`, "rollout"},
 		{"PUT", "/v1/customers/acme/rate-card", `{"rate_card_id": "gold"}`, `rate_card_id "gold": no such rate card`},
 		{"PUT", "/v1/customers/acme/rate-card", `{"rate_card_id": "enterprise", "version": 7}`, "version 7: expected 1 to 1"},
+		{"PUT", "/v1/customers/acme/rate-card", `{"rate_card_id": "enterprise", "effective": "2026-12-01T00:00:00Z"}`, `unknown field "effective"`},
 		{"POST", "/v1/setup", `{"markup": "thirty"}`, "markup"},
 	} {
 		code, body := send(t, tc.method, srv.url+tc.path, tc.body)
 		if code != http.StatusBadRequest || !strings.Contains(errorText(body), tc.want) {
 			t.Errorf("%s %s %s: %d %s, want 400 naming %q", tc.method, tc.path, tc.body, code, body, tc.want)
 		}
+	}
+	if len(cmds.assigns) != published {
+		t.Errorf("refused assignments were published: %+v", cmds.assigns[published:])
+	}
+	// The broker not taking it is a 503 to retry with the same key.
+	cmds.fail = errors.New("broker down")
+	if code, body := send(t, "PUT", srv.url+"/v1/customers/acme/rate-card", `{"rate_card_id": "enterprise"}`); code != http.StatusServiceUnavailable || !strings.Contains(errorText(body), "Idempotency-Key") {
+		t.Errorf("assign with the broker down: %d %s", code, body)
+	}
+	cmds.fail = nil
+	// Without a command topic there is nowhere to send it.
+	noTopic := newTestServer(t, tokenConfig(t), Deps{RateCards: st})
+	if code, body := send(t, "PUT", noTopic.url+"/v1/customers/acme/rate-card", `{"rate_card_id": "enterprise"}`); code != http.StatusServiceUnavailable || !strings.Contains(errorText(body), "command topic") {
+		t.Errorf("assign without a command topic: %d %s", code, body)
 	}
 	// Setup with the markup the default card has keeps it; another adds a
 	// version.

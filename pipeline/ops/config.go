@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -44,6 +45,16 @@ type Config struct {
 	// CheckTimeout bounds each readiness check (Kafka, ClickHouse, the
 	// state store). Default 2s.
 	CheckTimeout time.Duration `yaml:"check_timeout"`
+	// AdvertiseURL is the base URL other instances of the consumer group
+	// reach this server's admin API at, e.g. "http://10.0.0.5:9464": an
+	// instance asked about a customer whose partition another instance
+	// owns forwards the read there (forward.go). Default: "http://" +
+	// listen when listen names a host (a loopback address reaches only
+	// instances on the same host); with a wildcard listen address
+	// (0.0.0.0, ::, or none) there is no default, and reads of this
+	// instance's customers are not forwarded here until it is set.
+	// Env: TARIFF_OPS_ADVERTISE_URL.
+	AdvertiseURL string `yaml:"advertise_url"`
 }
 
 // Secret says where a secret is read from: an environment variable or a
@@ -112,6 +123,11 @@ func (c *Config) Validate() error {
 	} else if tok != "" && len(tok) < minTokenBytes {
 		errs = append(errs, fmt.Errorf("ops.admin_token (%s): %d bytes: expected at least %d (e.g. openssl rand -hex 16)", c.AdminToken, len(tok), minTokenBytes))
 	}
+	if c.AdvertiseURL != "" {
+		if err := checkAdvertise(c.AdvertiseURL); err != nil {
+			errs = append(errs, fmt.Errorf("ops.advertise_url: %q: %w", c.AdvertiseURL, err))
+		}
+	}
 	if c.CheckTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("ops.check_timeout: %s: expected a positive duration such as 2s", c.CheckTimeout))
 	}
@@ -132,6 +148,49 @@ func checkListen(addr string) error {
 		return fmt.Errorf("host %q: expected a host name or an IP address", host)
 	}
 	return nil
+}
+
+// checkAdvertise accepts an http or https base URL with a host and no
+// query or fragment.
+func checkAdvertise(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return errors.New("expected an http or https base URL such as http://10.0.0.5:9464")
+	}
+	if h := u.Hostname(); isWildcard(h) {
+		return fmt.Errorf("host %q: expected an address other instances can reach, not a wildcard", h)
+	}
+	return nil
+}
+
+// Advertise returns the admin API base URL to advertise to the other
+// instances, for a server bound to bound (host:port; the configured
+// listen address when "", which cannot name port 0's choice): AdvertiseURL
+// when set, else "http://" + bound unless its host is a wildcard; "" when
+// there is none.
+func (c *Config) Advertise(bound string) string {
+	if c.AdvertiseURL != "" {
+		return strings.TrimRight(c.AdvertiseURL, "/")
+	}
+	if !c.Enabled() {
+		return ""
+	}
+	if bound == "" {
+		bound = c.Listen
+	}
+	host, _, err := net.SplitHostPort(bound)
+	if err != nil || isWildcard(host) {
+		return ""
+	}
+	return "http://" + bound
+}
+
+func isWildcard(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
 }
 
 // isLoopback reports whether addr listens on loopback only.

@@ -30,8 +30,11 @@ type EntitlementView struct {
 }
 
 // entitlement answers whether usage is allowed. A customer without an
-// account here is allowed and known=false: with no plan a customer is pay
-// as you go; a gateway that must refuse unknown customers checks known.
+// account here whose partition another instance owns is asked of that
+// instance (forward.go); one without an account anywhere is allowed and
+// known=false: with no plan a customer is pay as you go; a gateway that
+// must refuse unknown customers checks known. When the owner cannot be
+// asked the answer is 503, never "allowed".
 func (s *Server) entitlement(w http.ResponseWriter, r *http.Request) {
 	if s.deps.Entitlements == nil {
 		writeError(w, http.StatusServiceUnavailable, "entitlement: the balance stage does not run in this process")
@@ -47,6 +50,10 @@ func (s *Server) entitlement(w http.ResponseWriter, r *http.Request) {
 		now = s.deps.Now()
 	}
 	e, known := s.deps.Entitlements.Entitlement(id, now)
+	if !known && s.forward(w, r, id, forwardEntitlementTimeout) {
+		return
+	}
+	s.markServed(w)
 	v := EntitlementView{CustomerID: id, Known: known, Allowed: true, Reason: "no account: pay as you go", Remaining: "0", OverageAllowed: true}
 	if known {
 		v = EntitlementView{CustomerID: id, Known: true, Allowed: e.Allowed, Reason: e.Reason.String(), Remaining: e.Remaining.String(),

@@ -2,6 +2,7 @@ package prices
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,11 +95,34 @@ func TestRolloutNewCustomersOnly(t *testing.T) {
 		t.Errorf("same terms again: %+v %v", ch, err)
 	}
 
-	// Everything survives a restart: a fresh State rates the same.
+	// The catalog survives a restart: a fresh State, given each customer's
+	// assignments (the pipeline keeps them in partition state), rates the
+	// same.
 	st2 := newState(t, st.Store().db)
-	rate(t, st2, "old", "m", late, "0.0013", 1)
-	rate(t, st2, "new", "m", late, "0.0026", 2)
-	rate(t, st2, "newest", "m", late, "0.003", 3)
+	joined := func(at time.Time, v int) []rating.Assignment {
+		return []rating.Assignment{{CardID: "default", Version: v, AssignedAt: at}}
+	}
+	rateWith(t, st2, joined(tJoinOld, 1), "old", late, "0.0013", 1)
+	rateWith(t, st2, joined(tPrice2.Add(24*time.Hour), 2), "new", late, "0.0026", 2)
+	rateWith(t, st2, joined(late, 3), "newest", late, "0.003", 3)
+	// Rate keeps its assignments in memory only: nothing is stored.
+	if h, err := st.Store().History("old"); err != nil || len(h) != 0 {
+		t.Errorf("assignments stored by Rate: %+v %v", h, err)
+	}
+}
+
+// rateWith rates 1000 input tokens of model m with the given assignments
+// and checks the exact charge and the card version used.
+func rateWith(t *testing.T, st *State, hist []rating.Assignment, customer string, at time.Time, charge string, cardVersion int) {
+	t.Helper()
+	var out rating.Rated
+	if err := st.NewRater().RateEventWith(ev("e", customer, "m", at, 1000, 0), hist, &out); err != nil {
+		t.Fatalf("%s at %s: %v", customer, at, err)
+	}
+	if out.Charge.String() != charge || out.CardVersion != cardVersion || out.CardID != "default" {
+		t.Errorf("%s at %s: charge %s with card version %d, want %s with card version %d",
+			customer, at.Format(time.RFC3339), out.Charge, out.CardVersion, charge, cardVersion)
+	}
 }
 
 func TestRolloutAllCustomers(t *testing.T) {
@@ -138,11 +162,39 @@ func TestRaterPipelineShape(t *testing.T) {
 		t.Errorf("unknown model: %v", err)
 	}
 	// A customer assigned to a card that does not exist.
-	if err := st.Assign("lost", rating.Assignment{CardID: "gone", Version: 1, AssignedAt: tJoinOld}); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Rate(ev("e3", "lost", "m", tPrice2, 1000, 0), &out); !errors.Is(err, pipeline.ErrUnpriced) || !errors.Is(err, rating.ErrNoCardVersion) {
+	lost := []rating.Assignment{{CardID: "gone", Version: 1, AssignedAt: tJoinOld}}
+	if err := r.RateWith(ev("e3", "lost", "m", tPrice2, 1000, 0), lost, &out); !errors.Is(err, pipeline.ErrUnpriced) || !errors.Is(err, rating.ErrNoCardVersion) {
 		t.Errorf("missing card: %v", err)
+	}
+	// The pipeline's side of assignments: a customer joins the default card
+	// at the version in force at the event's time, and an assignment must
+	// name a card version of the catalog.
+	if a, ok := r.Join(tPrice2); !ok || a != (rating.Assignment{CardID: "default", Version: 1, AssignedAt: tPrice2}) {
+		t.Errorf("join: %+v %v", a, ok)
+	}
+	if err := r.CheckAssignment(rating.Assignment{CardID: "default", Version: 1, AssignedAt: tPrice2}); err != nil {
+		t.Errorf("check an existing card version: %v", err)
+	}
+	if err := r.CheckAssignment(rating.Assignment{CardID: "gone", Version: 1}); err == nil || !strings.Contains(err.Error(), `rate_card_id: "gone": no such rate card`) {
+		t.Errorf("check a missing card: %v", err)
+	}
+	if err := r.CheckAssignment(rating.Assignment{CardID: "default", Version: 2}); err == nil || !strings.Contains(err.Error(), "version: 2: rate card default has versions 1 to 1") {
+		t.Errorf("check a missing version: %v", err)
+	}
+}
+
+// TestNoDefaultCardJoinsNothing: without a default card a customer joins
+// nothing and is rated with the global markup.
+func TestNoDefaultCardJoinsNothing(t *testing.T) {
+	st := newState(t, openDB(t, ""))
+	syncAt(t, newSyncer(t, st), time.Time{}, litellm(map[string]string{"m": "0.000001 0.000002"}))
+	r := st.NewRater()
+	if a, ok := r.Join(tPrice2); ok {
+		t.Errorf("joined %+v without a default card", a)
+	}
+	var out rating.Rated
+	if err := r.RateEventWith(ev("e", "c", "m", tPrice2, 1000, 0), nil, &out); err != nil || out.CardID != "" || out.Charge.String() != "0.001" {
+		t.Errorf("rated with card %q, charge %s (%v); want no card, 0.001", out.CardID, out.Charge, err)
 	}
 }
 

@@ -30,8 +30,14 @@ type Catalog struct {
 }
 
 // State is the live price state of one tariff process: the catalog the
-// pipeline rates with, the customers' card assignments, and the global
-// markup. It is safe for concurrent use.
+// pipeline rates with and the global markup. It is safe for concurrent
+// use.
+//
+// Customers' card assignments are not kept here: the pipeline keeps them
+// in the state of the partition that owns the customer (pipeline/assign.go)
+// and passes them to Rater.RateWith. The store's assignments are those
+// older versions of tariff wrote; they are only read, so the pipeline can
+// move them into partition state (Rater.StoredHistory).
 type State struct {
 	store   *Store
 	books   *rating.BookRef
@@ -40,17 +46,27 @@ type State struct {
 	aliases rating.Aliases
 	log     zerolog.Logger
 
-	// customers caches assignment histories (customer id →
-	// []rating.Assignment, never modified once stored). Rating reads it
-	// without locks; assignMu serializes the rare first assignment.
+	// customers holds the assignment histories of Rater.Rate, which has
+	// no partition state (customer id → []rating.Assignment, never
+	// modified once stored): in memory only, never written to the store.
+	// assignMu serializes the rare first assignment.
 	customers sync.Map
 	assignMu  sync.Mutex
+	// stored is whether the store holds assignments of an older version
+	// (read at Load; nothing writes them since), so customers of a new
+	// install cost no store read.
+	stored bool
 	// writeMu serializes the writers of the catalog (Syncer, SetCard):
 	// each reads the catalog, records, and publishes a successor.
 	writeMu sync.Mutex
+	// reloadMu makes Reload read the store and publish in one step: the
+	// price follower and the writers of a shared store reload
+	// concurrently, and a catalog read earlier must never be published
+	// after one read later.
+	reloadMu sync.Mutex
 }
 
-// Load reads every price version, rate card and assignment from store.
+// Load reads every price version and rate card from store.
 // global is the markup for customers without a card and the layer a card
 // falls back to. A store without price versions loads an empty book: seed
 // it first (Syncer.Seed) or every event is refused as having no price.
@@ -64,12 +80,8 @@ func Load(store *Store, global rating.MarkupRules, aliases rating.Aliases, log z
 	if err := s.reloadCards(book); err != nil {
 		return nil, err
 	}
-	hist, err := store.Assignments()
-	if err != nil {
+	if s.stored, err = store.HasAssignments(); err != nil {
 		return nil, err
-	}
-	for c, h := range hist {
-		s.customers.Store(c, h)
 	}
 	return s, nil
 }
@@ -113,6 +125,8 @@ func (s *State) reloadCards(book *rating.Book) error {
 // Reload re-reads the price versions and the cards, for a change made to
 // the store by something other than this State's Syncer.
 func (s *State) Reload() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	book, err := s.store.Book(s.aliases)
 	if err != nil {
 		return err
@@ -120,49 +134,57 @@ func (s *State) Reload() error {
 	return s.reloadCards(book)
 }
 
-// history returns the customer's assignments. A customer seen for the
-// first time joins the default card at the version in force at the
-// event's time, and that assignment is stored (synchronously, before the
-// event's batch can commit) so that every later event, redeliveries
-// included, sees the same join time. The join time is the event time, not
-// the clock, so a redelivered first event assigns exactly the same.
-func (s *State) history(customer string, t time.Time, cat *Catalog) ([]rating.Assignment, error) {
-	if h, ok := s.customers.Load(customer); ok {
-		return h.([]rating.Assignment), nil
-	}
+// join returns the assignment of a customer with none whose event at t
+// is rated against cat: the default card at the version in force at t.
+// The join time is the event time, not the clock, so a redelivered first
+// event joins exactly the same. ok is false when the catalog has no
+// default card: the customer is rated with the global markup and joins
+// at a later event, once there is one.
+func (cat *Catalog) join(t time.Time) (a rating.Assignment, ok bool) {
 	card := cat.Cards[cat.DefaultCard]
 	if card == nil {
+		return rating.Assignment{}, false
+	}
+	return rating.Assignment{CardID: card.ID, Version: versionAt(card, t), AssignedAt: t.UTC()}, true
+}
+
+// storedHistory returns the customer's assignments in the store (written
+// by older versions of tariff), or nil.
+func (s *State) storedHistory(customer string) ([]rating.Assignment, error) {
+	if !s.stored {
 		return nil, nil
+	}
+	return s.store.History(customer)
+}
+
+// memHistory returns the customer's assignments for Rater.Rate: the
+// stored ones, else the default card joined at the customer's first
+// event here, kept in memory only. Only a process without partition
+// state (a tool, a test) rates this way: two processes would each have
+// their own, which is why the pipeline keeps assignments in partition
+// state instead.
+func (s *State) memHistory(customer string, t time.Time, cat *Catalog) ([]rating.Assignment, error) {
+	if h, ok := s.customers.Load(customer); ok {
+		return h.([]rating.Assignment), nil
 	}
 	s.assignMu.Lock()
 	defer s.assignMu.Unlock()
 	if h, ok := s.customers.Load(customer); ok {
 		return h.([]rating.Assignment), nil
 	}
-	a := rating.Assignment{CardID: card.ID, Version: versionAt(card, t), AssignedAt: t.UTC()}
-	h, err := s.store.AssignIfNew(customer, a)
+	h, err := s.storedHistory(customer)
 	if err != nil {
-		return nil, fmt.Errorf("assign customer %q to rate card %s: %w", customer, card.ID, err)
+		return nil, fmt.Errorf("read assignments of customer %q: %w", customer, err)
+	}
+	if len(h) == 0 {
+		a, ok := cat.join(t)
+		if !ok {
+			return nil, nil
+		}
+		h = []rating.Assignment{a}
 	}
 	s.customers.Store(customer, h)
-	s.log.Debug().Str("customer", customer).Str("card", card.ID).Int("version", h[0].Version).Msg("customer joined rate card")
 	return h, nil
-}
-
-// Assign records an assignment (an operator moving a customer to a card)
-// and makes it effective for rating at once.
-func (s *State) Assign(customer string, a rating.Assignment) error {
-	s.assignMu.Lock()
-	defer s.assignMu.Unlock()
-	if err := s.store.Assign(customer, a); err != nil {
-		return err
-	}
-	h, err := s.store.History(customer)
-	if err != nil {
-		return err
-	}
-	s.customers.Store(customer, h)
-	return nil
 }
 
 // versionAt is the card version a customer joining at t is put on: the
@@ -187,7 +209,8 @@ var ErrNoCardVersion = fmt.Errorf("%w: %w", pipeline.ErrUnpriced, rating.ErrNoCa
 // applies at the event's time (rating.RateCard.Resolve, which implements
 // the rollout policies), its markup over the global one, and its pinned
 // price version or the version in force at the event's time. It implements
-// pipeline.Rater and is safe for concurrent use.
+// pipeline.CardRater (the pipeline passes each customer's assignments from
+// partition state) and is safe for concurrent use.
 type Rater struct {
 	state *State
 }
@@ -195,16 +218,71 @@ type Rater struct {
 // NewRater returns a rater over the state's live catalog.
 func (s *State) NewRater() *Rater { return &Rater{state: s} }
 
-// Rate implements pipeline.Rater. A missing price or card version wraps
-// pipeline.ErrUnpriced, so the event is dead-lettered for re-rating and
-// never billed as zero.
+// Rate implements pipeline.Rater, for a process without partition state:
+// assignments as memHistory keeps them. A missing price or card version
+// wraps pipeline.ErrUnpriced, so the event is dead-lettered for re-rating
+// and never billed as zero.
 func (r *Rater) Rate(ev *schemas.UsageEvent, out *sinks.RatedEvent) error {
 	var rated rating.Rated
 	return pipeline.Finish(out, ev, &rated, r.RateEvent(ev, &rated))
 }
 
-// RateEvent rates ev into out against the catalog in force, which it loads
-// exactly once.
+// RateWith implements pipeline.CardRater: Rate with hist as the customer's
+// assignments.
+func (r *Rater) RateWith(ev *schemas.UsageEvent, hist []rating.Assignment, out *sinks.RatedEvent) error {
+	var rated rating.Rated
+	return pipeline.Finish(out, ev, &rated, r.rateEvent(ev, hist, r.state.catalog.Load(), &rated))
+}
+
+// Join implements pipeline.CardRater, against the catalog in force.
+func (r *Rater) Join(t time.Time) (rating.Assignment, bool) {
+	return r.state.catalog.Load().join(t)
+}
+
+// StoredHistory implements pipeline.CardRater: the assignments older
+// versions of tariff recorded in the store.
+func (r *Rater) StoredHistory(customer string) ([]rating.Assignment, error) {
+	return r.state.storedHistory(customer)
+}
+
+// CheckAssignment implements pipeline.CardRater: the card and its version
+// must exist in the catalog in force.
+func (r *Rater) CheckAssignment(a rating.Assignment) error {
+	card := r.state.catalog.Load().Cards[a.CardID]
+	if card == nil {
+		return fmt.Errorf("rate_card_id: %q: no such rate card", a.CardID)
+	}
+	for _, v := range card.Versions {
+		if v.Version == a.Version {
+			return nil
+		}
+	}
+	return fmt.Errorf("version: %d: rate card %s has versions 1 to %d", a.Version, card.ID, card.Versions[len(card.Versions)-1].Version)
+}
+
+// RateEvent rates ev into out with the customer's assignments as Rate
+// keeps them, against the catalog in force, which it loads exactly once.
+func (r *Rater) RateEvent(ev *schemas.UsageEvent, out *rating.Rated) error {
+	cat := r.state.catalog.Load()
+	var hist []rating.Assignment
+	if len(cat.Cards) > 0 {
+		var err error
+		if hist, err = r.state.memHistory(ev.CustomerID, ev.Time, cat); err != nil {
+			return err
+		}
+	}
+	return r.rateEvent(ev, hist, cat, out)
+}
+
+// RateEventWith rates ev into out with hist as the customer's assignments
+// (nil: none), against the catalog in force.
+func (r *Rater) RateEventWith(ev *schemas.UsageEvent, hist []rating.Assignment, out *rating.Rated) error {
+	return r.rateEvent(ev, hist, r.state.catalog.Load(), out)
+}
+
+// rateEvent rates ev into out against cat. Without any rate card in the
+// catalog every customer is rated with the global markup, assignments or
+// not.
 //
 // A customer on a card version pinned to an old price version (new
 // customers only: they keep the prices they signed up with) who uses a
@@ -212,25 +290,18 @@ func (r *Rater) Rate(ev *schemas.UsageEvent, out *sinks.RatedEvent) error {
 // the event's time: the model has no grandfathered price, and refusing
 // every new model to every existing customer would be worse. out records
 // which price version was used.
-func (r *Rater) RateEvent(ev *schemas.UsageEvent, out *rating.Rated) error {
-	cat := r.state.catalog.Load()
+func (r *Rater) rateEvent(ev *schemas.UsageEvent, hist []rating.Assignment, cat *Catalog, out *rating.Rated) error {
 	terms := rating.Terms{Markups: rating.MarkupLayers{Global: &r.state.global}}
-	if len(cat.Cards) > 0 {
-		hist, err := r.state.history(ev.CustomerID, ev.Time, cat)
+	if len(cat.Cards) > 0 && len(hist) > 0 {
+		card := cardFor(cat, hist, ev.Time)
+		if card == nil {
+			return fmt.Errorf("customer %q: assigned to rate card %q, which does not exist: %w", ev.CustomerID, baseAssignment(hist, ev.Time).CardID, ErrNoCardVersion)
+		}
+		v, err := card.Resolve(hist, ev.Time)
 		if err != nil {
-			return err
+			return fmt.Errorf("customer %q: %w: %w", ev.CustomerID, pipeline.ErrUnpriced, err)
 		}
-		if len(hist) > 0 {
-			card := cardFor(cat, hist, ev.Time)
-			if card == nil {
-				return fmt.Errorf("customer %q: assigned to rate card %q, which does not exist: %w", ev.CustomerID, baseAssignment(hist, ev.Time).CardID, ErrNoCardVersion)
-			}
-			v, err := card.Resolve(hist, ev.Time)
-			if err != nil {
-				return fmt.Errorf("customer %q: %w: %w", ev.CustomerID, pipeline.ErrUnpriced, err)
-			}
-			terms = card.Terms(v, nil, &r.state.global)
-		}
+		terms = card.Terms(v, nil, &r.state.global)
 	}
 	err := cat.Book.Rate(ev, &terms, out)
 	if err != nil && terms.PriceVersion != "" && errors.Is(err, rating.ErrUnknownModel) {
@@ -295,6 +366,11 @@ func (s *State) SetCard(id string, markups rating.MarkupRules, rollout rating.Ro
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	// A shared store first applies what other instances wrote, so the
+	// version number below is the next one of the shared history.
+	if err := s.store.catchUp(); err != nil {
+		return CardChange{}, err
+	}
 	cat := s.catalog.Load()
 	ch := CardChange{CardID: id, Version: 1, Created: true}
 	cv := rating.CardVersion{Version: 1, Rollout: rollout, Markups: markups}
@@ -330,6 +406,11 @@ func (s *State) SetCard(id string, markups rating.MarkupRules, rollout rating.Ro
 		if err := s.store.SetDefaultCard(id); err != nil {
 			return CardChange{}, err
 		}
+	}
+	if s.store.shared != nil {
+		// The follower may have applied other instances' writes since cat
+		// was read: publish the store's catalog, not cat's book.
+		return ch, s.Reload()
 	}
 	return ch, s.reloadCards(cat.Book)
 }

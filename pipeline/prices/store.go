@@ -35,7 +35,10 @@ import (
 //	p o <target> 0x00 <version id>     outbox: announcement not yet delivered
 //	r c <card> 0x00 <version:4>        rate-card version (cardVersionJSON)
 //	r d                                id of the card new customers join
-//	r a <customer> 0x00 <at:12>        assignment of a customer to a card
+//	p a                                price-state topic position (replicate.go)
+//	r a <customer> 0x00 <at:12>        assignment of a customer to a card,
+//	                                   as older versions kept them (only read
+//	                                   now: pipeline/assign.go)
 //
 // <effective> and <at> are timeKey: they sort in time order, zero time
 // (the first price version, in force for all history) included.
@@ -92,6 +95,12 @@ var (
 // anything.
 type Store struct {
 	db *badger.DB
+	// shared, when set (NewFollower), is the price-state topic every write
+	// of shared history goes through first, so that every instance of the
+	// group records the same history (replicate.go). Nil: writes are local
+	// (no Kafka configured, offline commands). Set before the store is
+	// used by more than one goroutine.
+	shared *Follower
 }
 
 // NewStore returns a store over db. It does not own db: closing is the
@@ -196,6 +205,9 @@ type CardVersion struct {
 // another version is in force from the same time or a card version number
 // is taken.
 func (s *Store) Save(rec Record) error {
+	if f := s.shared; f != nil {
+		return s.saveShared(f, rec)
+	}
 	err := s.db.Update(func(txn *badger.Txn) error {
 		if v := rec.Version; v != nil {
 			if err := checkVersionSlot(txn, v); err != nil {
@@ -330,18 +342,23 @@ func checkID(what, id string) error {
 }
 
 func putCardVersion(txn *badger.Txn, cv CardVersion) error {
-	if err := checkID("rate card id", cv.CardID); err != nil {
+	e, err := cardEntry(txn, cv)
+	if err != nil {
 		return err
 	}
-	if cv.Version < 1 {
-		return fmt.Errorf("rate card %s: version %d: expected 1 or more", cv.CardID, cv.Version)
+	if err := txn.Set(e.Key, e.Value); err != nil {
+		return fmt.Errorf("store rate card %s version %d: %w", cv.CardID, cv.Version, err)
 	}
-	k := cardKey(cv.CardID, cv.Version)
-	switch _, err := txn.Get(k); {
-	case err == nil:
-		return fmt.Errorf("rate card %s version %d is already recorded and is never rewritten: %w", cv.CardID, cv.Version, ErrConflict)
-	case !errors.Is(err, badger.ErrKeyNotFound):
-		return fmt.Errorf("read rate card %s: %w", cv.CardID, err)
+	return nil
+}
+
+// encodeCardVersion checks cv and returns its key and stored bytes.
+func encodeCardVersion(cv CardVersion) ([]byte, []byte, error) {
+	if err := checkID("rate card id", cv.CardID); err != nil {
+		return nil, nil, err
+	}
+	if cv.Version < 1 {
+		return nil, nil, fmt.Errorf("rate card %s: version %d: expected 1 or more", cv.CardID, cv.Version)
 	}
 	j := cardVersionJSON{
 		Card: cv.CardID, Version: cv.Version, Rollout: RolloutName(cv.Rollout), EffectiveFrom: cv.EffectiveFrom.UTC(),
@@ -350,12 +367,9 @@ func putCardVersion(txn *badger.Txn, cv CardVersion) error {
 	}
 	data, err := json.Marshal(j)
 	if err != nil {
-		return fmt.Errorf("encode rate card %s: %w", cv.CardID, err)
+		return nil, nil, fmt.Errorf("encode rate card %s: %w", cv.CardID, err)
 	}
-	if err := txn.Set(k, data); err != nil {
-		return fmt.Errorf("store rate card %s version %d: %w", cv.CardID, cv.Version, err)
-	}
-	return nil
+	return cardKey(cv.CardID, cv.Version), data, nil
 }
 
 func decodeCardVersion(data []byte) (CardVersion, error) {
@@ -387,6 +401,9 @@ func decodeCardVersion(data []byte) (CardVersion, error) {
 // AddCardVersion appends a version to a card (creating the card with
 // version 1). It fails with ErrConflict when the number is taken.
 func (s *Store) AddCardVersion(cv CardVersion) error {
+	if f := s.shared; f != nil {
+		return s.addCardVersionShared(f, cv)
+	}
 	return s.db.Update(func(txn *badger.Txn) error { return putCardVersion(txn, cv) })
 }
 
@@ -427,6 +444,9 @@ func (s *Store) Cards() (map[string]*rating.RateCard, error) {
 // SetDefaultCard names the card customers seen for the first time join.
 // The card must exist.
 func (s *Store) SetDefaultCard(id string) error {
+	if f := s.shared; f != nil {
+		return s.setDefaultCardShared(f, id)
+	}
 	return s.db.Update(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: append(append(append([]byte(nil), prefixCard...), id...), 0)})
 		defer it.Close()
@@ -471,7 +491,11 @@ func assignmentPrefix(customer string) []byte {
 	return append(k, 0)
 }
 
-// Assign records that customer was put on a card version at a.AssignedAt.
+// Assign records that customer was put on a card version at a.AssignedAt,
+// in the form older versions of tariff kept assignments in. Nothing in
+// tariff calls it any more: the pipeline keeps assignments in partition
+// state, and reads these only to move them there (State's
+// Rater.StoredHistory). It stays to write such data in tests and tools.
 // Assignments form the customer's history (the first is when they
 // joined); a new one never replaces an old one. Recording the same
 // assignment twice is a no-op.
@@ -510,31 +534,20 @@ func putAssignment(txn *badger.Txn, customer string, a rating.Assignment) error 
 	return nil
 }
 
-// AssignIfNew records a only when the customer has no assignment yet, and
-// returns the customer's history either way. This is how a customer seen
-// for the first time joins the default card: two instances (or a
-// redelivered batch) racing to add the first assignment end up with one.
-func (s *Store) AssignIfNew(customer string, a rating.Assignment) ([]rating.Assignment, error) {
-	if err := checkID("customer id", customer); err != nil {
-		return nil, err
-	}
-	var hist []rating.Assignment
-	err := s.db.Update(func(txn *badger.Txn) error {
-		var err error
-		if hist, err = history(txn, customer); err != nil || len(hist) > 0 {
-			return err
-		}
-		if err := putAssignment(txn, customer, a); err != nil {
-			return err
-		}
-		hist = []rating.Assignment{a}
+// HasAssignments reports whether any assignment is stored.
+func (s *Store) HasAssignments() (bool, error) {
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixAssignment})
+		defer it.Close()
+		it.Rewind()
+		found = it.Valid()
 		return nil
 	})
-	if errors.Is(err, badger.ErrConflict) {
-		// Another writer assigned the customer first: theirs stands.
-		return s.History(customer)
+	if err != nil {
+		return false, fmt.Errorf("look for stored assignments: %w", err)
 	}
-	return hist, err
+	return found, nil
 }
 
 // History returns a customer's assignments in time order.

@@ -187,15 +187,16 @@ func TestCardsAndAssignments(t *testing.T) {
 		t.Errorf("card v2 round trip: %+v", got)
 	}
 
-	a0 := rating.Assignment{CardID: "default", Version: 1, AssignedAt: t0}
-	h, err := s.AssignIfNew("acme", a0)
-	if err != nil || len(h) != 1 {
-		t.Fatal(h, err)
+	// Assignments as older versions stored them.
+	if any, err := s.HasAssignments(); err != nil || any {
+		t.Fatalf("assignments in a new store: %v %v", any, err)
 	}
-	// A second first-assignment (a redelivered first event, another
-	// instance) keeps the first.
-	if h, err = s.AssignIfNew("acme", rating.Assignment{CardID: "default", Version: 2, AssignedAt: t1}); err != nil || len(h) != 1 || h[0] != a0 {
-		t.Fatalf("AssignIfNew again: %v %v", h, err)
+	a0 := rating.Assignment{CardID: "default", Version: 1, AssignedAt: t0}
+	if err := s.Assign("acme", a0); err != nil {
+		t.Fatal(err)
+	}
+	if any, err := s.HasAssignments(); err != nil || !any {
+		t.Fatalf("assignments after Assign: %v %v", any, err)
 	}
 	a1 := rating.Assignment{CardID: "default", Version: 2, AssignedAt: t1}
 	for i := 0; i < 2; i++ { // the same assignment twice is a no-op

@@ -128,7 +128,9 @@ type Syncer struct {
 	now func() time.Time
 	// syncs counts each sync by result (SetMetrics); nil counts nothing.
 	syncs *syncCounters
-	mu    sync.Mutex
+	// gate, when set, says whether Run may sync now (SetScheduleGate).
+	gate func() bool
+	mu   sync.Mutex
 }
 
 // syncCounters are the tariff_price_syncs_total series, one per result.
@@ -415,6 +417,11 @@ func (s *Syncer) SyncLists(ctx context.Context, lists []List, opts SyncOptions) 
 func (s *Syncer) record(lists []List, opts SyncOptions) (*Result, error) {
 	s.state.writeMu.Lock()
 	defer s.state.writeMu.Unlock()
+	// A shared store first applies what other instances wrote: the sync
+	// compares with the shared version in force, not a stale local one.
+	if err := s.state.store.catchUp(); err != nil {
+		return nil, err
+	}
 	p := progressOf(opts)
 	p.Step("import", "models", 0)
 	snap, fetched, err := Parse(lists)
@@ -495,6 +502,15 @@ func (s *Syncer) record(lists []List, opts SyncOptions) (*Result, error) {
 	}
 	res.Recorded = true
 	p.Add(1)
+	if s.state.store.shared != nil {
+		// The follower applied this version (and may have applied other
+		// instances' writes since book was read): publish the store's.
+		if err := s.state.Reload(); err != nil {
+			return nil, err
+		}
+		s.logRecorded(v, eff, snap, res)
+		return res, nil
+	}
 	newBook, err := book.With(v)
 	if err != nil {
 		return nil, fmt.Errorf("BUG: recorded price version %s does not fit the book: %w", v.ID, err)
@@ -502,11 +518,15 @@ func (s *Syncer) record(lists []List, opts SyncOptions) (*Result, error) {
 	if err := s.state.reloadCards(newBook); err != nil {
 		return nil, err
 	}
+	s.logRecorded(v, eff, snap, res)
+	return res, nil
+}
+
+func (s *Syncer) logRecorded(v *rating.Version, eff time.Time, snap *rating.Snapshot, res *Result) {
 	sum := Summarize(res.Changes)
 	s.log.Info().Str("version", v.ID).Time("effective_from", eff).Int("models", len(snap.Prices)).
 		Int("models_added", sum.ModelsAdded).Int("models_removed", sum.ModelsRemoved).
 		Int("prices_up", sum.PricesUp).Int("prices_down", sum.PricesDown).Msg("recorded new price version")
-	return res, nil
 }
 
 // cardVersionsFor returns the card versions a new price version starts.
@@ -561,6 +581,13 @@ func (s *Syncer) deliverPending(ctx context.Context, res *Result, opts SyncOptio
 		byTarget[n.Target()] = n
 	}
 	for _, p := range pending {
+		if s.state.store.shared != nil && !s.state.store.hasVersion(p.VersionID) {
+			// Queued before its version was written through the
+			// price-state topic (saveShared): announce only what is
+			// recorded.
+			s.log.Debug().Str("target", p.Target).Str("version", p.VersionID).Msg("price announcement held back: its version is not recorded yet")
+			continue
+		}
 		n := byTarget[p.Target]
 		if n == nil {
 			// A target removed from the configuration: keep the entry (a
@@ -593,28 +620,57 @@ func (s *Syncer) Deliver(ctx context.Context) *Result {
 	return res
 }
 
+// SetScheduleGate makes Run sync only while gate reports true: with
+// several instances in one consumer group, `tariff run` passes "this
+// instance owns partition 0", so the scheduled sync records each version
+// once, in one instance, rather than once per instance on each one's
+// clock. Run asks the gate every few seconds; an instance that becomes
+// the writer syncs at once. Call it before Run; nil (the default) always
+// syncs.
+func (s *Syncer) SetScheduleGate(gate func() bool) { s.gate = gate }
+
+// gateCheck is how often Run asks the schedule gate.
+const gateCheck = 5 * time.Second
+
 // Run syncs now and then every interval until ctx ends, for `tariff run`.
 // A failed sync (a source down, a refused list) is logged and retried at
 // the next tick: billing goes on with the prices in force. Run returns nil
-// when ctx ends, and at once when no sources are configured.
+// when ctx ends, and at once when no sources are configured. With a
+// schedule gate (SetScheduleGate) it syncs only while the gate is open.
 //
 // cmd/tariff's buildStateRater documents the wiring into `tariff run`.
 func (s *Syncer) Run(ctx context.Context, interval time.Duration) error {
 	if len(s.cfg.Sources) == 0 || interval <= 0 {
 		return nil
 	}
-	t := time.NewTicker(interval)
+	tick := interval
+	if s.gate != nil {
+		tick = min(interval, gateCheck)
+	}
+	t := time.NewTicker(tick)
 	defer t.Stop()
+	var last time.Time // start of this instance's last sync while open
+	skipping := false
 	for {
-		start := time.Now()
-		res, err := s.Sync(ctx, nil, SyncOptions{})
 		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil:
-			s.log.Warn().Err(err).Dur("took", time.Since(start)).Msg("price sync failed; prices in force are kept")
-		case !res.Recorded:
-			s.log.Debug().Dur("took", time.Since(start)).Msg("price sync: no change")
+		case s.gate != nil && !s.gate():
+			if !skipping {
+				s.log.Debug().Msg("scheduled price sync skipped: another instance of the group (the owner of partition 0) runs it")
+			}
+			skipping, last = true, time.Time{}
+		case last.IsZero() || time.Since(last) >= interval-tick/2:
+			skipping = false
+			start := time.Now()
+			last = start
+			res, err := s.Sync(ctx, nil, SyncOptions{})
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				s.log.Warn().Err(err).Dur("took", time.Since(start)).Msg("price sync failed; prices in force are kept")
+			case !res.Recorded:
+				s.log.Debug().Dur("took", time.Since(start)).Msg("price sync: no change")
+			}
 		}
 		select {
 		case <-ctx.Done():
