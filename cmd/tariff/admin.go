@@ -2,17 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/tariff-dev/tariff/pipeline"
 	"github.com/tariff-dev/tariff/pipeline/alertwebhooks"
 	"github.com/tariff-dev/tariff/pipeline/balance"
+	"github.com/tariff-dev/tariff/pipeline/ops"
 )
 
 // commandTopic returns the input topic of format "command" ("" when none
@@ -99,4 +104,83 @@ func ensureTopics(ctx context.Context, brokers []string, rt kafka.RoundTripper, 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// startOwners sets up the ownership records of the group (pipeline/owners.go)
+// so the admin API can forward reads of customers this instance does not
+// own to the instance that does. nil with the embedded broker: one
+// instance owns every partition.
+func startOwners(ctx context.Context, cfg *Config, brokers []string, rt kafka.RoundTripper, partitions int, log zerolog.Logger) (*pipeline.Owners, error) {
+	if cfg.embedded() {
+		return nil, nil
+	}
+	owners, err := pipeline.NewOwners(brokers, pipeline.OwnersTopic(cfg.Kafka.GroupID), rt, partitions, instanceID(), log)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitFor(ctx, log, "kafka", func() error { return owners.Ensure(ctx) }); err != nil {
+		return nil, err
+	}
+	return owners, nil
+}
+
+// instanceID names this process in the group: host, process id and a
+// random suffix, so a restarted process is a new instance.
+func instanceID() string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "tariff"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail (Go 1.24+)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// routeReads makes the admin API's entitlement, account and statement
+// reads forward to the owner of the customer's partition when this
+// instance holds no account for the customer, and has the ops server
+// advertise its URL in the ownership records. Without owners (embedded)
+// it changes nothing.
+func routeReads(od *opsDeps, views *pipeline.Views, accounts stateAccounts, owners *pipeline.Owners, cfg *Config, log zerolog.Logger) {
+	if owners == nil {
+		return
+	}
+	r := ownerRouter{owners}
+	od.Entitlements = routedViews{views, r}
+	od.Accounts = routedAccounts{accounts, r}
+	od.Advertise = func(url string) {
+		owners.SetURL(url)
+		if url == "" {
+			log.Warn().Str("listen", cfg.Ops.Listen).Msg("ops.listen is a wildcard address and ops.advertise_url is not set: other instances cannot forward entitlement and account reads of this instance's customers here, and answer them 503")
+		} else {
+			log.Debug().Str("url", url).Str("instance", owners.Instance()).Msg("advertising the admin API to the group")
+		}
+	}
+	if !cfg.Ops.Enabled() {
+		log.Warn().Msg("ops.listen is off: other instances cannot forward entitlement and account reads of this instance's customers here, and answer them 503")
+	}
+}
+
+// ownerRouter locates customers through the ownership records.
+type ownerRouter struct{ owners *pipeline.Owners }
+
+func (r ownerRouter) Self() string { return r.owners.Instance() }
+
+func (r ownerRouter) Route(customer string) (ops.Route, error) {
+	ow, local, err := r.owners.Locate(customer)
+	return ops.Route{Partition: ow.Partition, Local: local, Instance: ow.Instance, URL: ow.URL}, err
+}
+
+// routedViews answers entitlement from this instance's views and forwards
+// the customers it does not hold (ops.Router).
+type routedViews struct {
+	*pipeline.Views
+	ownerRouter
+}
+
+// routedAccounts reads accounts from this instance's state and forwards
+// the customers it does not hold (ops.Router).
+type routedAccounts struct {
+	stateAccounts
+	ownerRouter
 }

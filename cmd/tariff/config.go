@@ -107,6 +107,13 @@ type PricesConfig struct {
 	// them as (deployment names, house names): {"prod-claude":
 	// "claude-sonnet-4-5"}. Default none.
 	Aliases map[string]string `yaml:"aliases"`
+	// StateTopic is the topic through which the instances of the consumer
+	// group share price versions, rate cards and the default card: every
+	// write goes to it first and each instance applies it, so an event is
+	// rated the same whichever instance owns its partition. One partition,
+	// compacted; created at start. Used only when kafka.brokers is set.
+	// Default "<kafka.group_id>.prices".
+	StateTopic string `yaml:"state_topic"`
 	// SyncConfig: where newer prices come from and how often (sources,
 	// sync_interval, fetch_timeout, max_list_bytes, max_removed_percent),
 	// who hears of a change (changes_topic, webhooks) and the rollout
@@ -193,6 +200,9 @@ func (c *Config) SetDefaults() {
 		c.Prices.Markup = "0"
 	}
 	c.Prices.SyncConfig.SetDefaults()
+	if c.Prices.StateTopic == "" {
+		c.Prices.StateTopic = c.Kafka.GroupID + ".prices"
+	}
 	if c.Embedded.Port == 0 {
 		c.Embedded.Port = 9092
 	}
@@ -255,6 +265,7 @@ func (c *Config) Validate() error {
 	if err := c.Prices.SyncConfig.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.checkStateTopic())
 	errs = append(errs, c.Log.validate("log.level: ", "log.format: "))
 	errs = append(errs, c.Webhooks.Validate())
 	errs = append(errs, c.Balances.validate(), c.checkCommandTopic())
@@ -266,6 +277,27 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("embedded.port: %d: expected 0..65535", c.Embedded.Port))
 	}
 	return errors.Join(errs...)
+}
+
+// checkStateTopic refuses a price-state topic that is another topic tariff
+// uses: its records would be read as price history, or the other topic's
+// readers would see them.
+func (c *Config) checkStateTopic() error {
+	t := c.Prices.StateTopic
+	if t == "" {
+		return errors.New(`prices.state_topic: "": expected a topic name (default <kafka.group_id>.prices)`)
+	}
+	others := map[string]string{
+		c.Kafka.ChangelogTopic: "kafka.changelog_topic", c.Kafka.DeadLetterTopic: "kafka.dead_letter_topic",
+		c.Kafka.AlertsTopic: "kafka.alerts_topic", c.Prices.ChangesTopic: "prices.changes_topic",
+	}
+	for in := range c.Kafka.Topics {
+		others[in] = "kafka.topics"
+	}
+	if field, ok := others[t]; ok {
+		return fmt.Errorf("prices.state_topic: %q is also %s: expected a topic of its own", t, field)
+	}
+	return nil
 }
 
 // envOverrides maps environment variables to the fields they set. Secrets
@@ -288,6 +320,7 @@ var envOverrides = []struct {
 	{"TARIFF_MARKUP", func(c *Config, v string) { c.Prices.Markup = v }},
 	{"TARIFF_LOG_LEVEL", func(c *Config, v string) { c.Log.Level = v }},
 	{"TARIFF_OPS_LISTEN", func(c *Config, v string) { c.Ops.Listen = v }},
+	{"TARIFF_OPS_ADVERTISE_URL", func(c *Config, v string) { c.Ops.AdvertiseURL = v }},
 }
 
 // LoadConfig reads path (none: the embedded default), applies environment

@@ -249,7 +249,9 @@ kept to the end the topic had when the command started.`
 	for k := range counts {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return counts[keys[i]] > counts[keys[j]] || counts[keys[i]] == counts[keys[j]] && keys[i] < keys[j] })
+	sort.Slice(keys, func(i, j int) bool {
+		return counts[keys[i]] > counts[keys[j]] || counts[keys[i]] == counts[keys[j]] && keys[i] < keys[j]
+	})
 	fmt.Fprintf(stdout, "%d of %d dead-letter records match\n", matched, total)
 	for _, k := range keys {
 		stage, reason, _ := strings.Cut(k, "\t")

@@ -48,6 +48,10 @@ type opsDeps struct {
 	Log        zerolog.Logger
 	// Stdout receives one line with the dashboard's address.
 	Stdout io.Writer
+	// Advertise, when set, receives the admin API URL to advertise to
+	// the other instances once the address is bound ("" when there is
+	// none: a wildcard address without ops.advertise_url).
+	Advertise func(url string)
 }
 
 // newOpsMetrics returns the process's metrics. Make it first: sinks and
@@ -104,6 +108,9 @@ func startOps(ctx context.Context, cfg *Config, d opsDeps) (func() error, error)
 	}
 	if err := srv.Listen(); err != nil {
 		return noop, err
+	}
+	if d.Advertise != nil {
+		d.Advertise(cfg.Ops.Advertise(srv.Addr()))
 	}
 	if d.Stdout != nil {
 		fmt.Fprintf(d.Stdout, "  ops:            %s\n", opsBanner(srv, cfg))

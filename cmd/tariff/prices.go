@@ -145,6 +145,39 @@ func openPriceState(cfg *Config, store *pipeline.Store, log zerolog.Logger, seed
 	return st, fmt.Sprintf("%s (%d models) as %s, in force for all usage", source, res.Fetched[0].Models, res.Version.ID), nil
 }
 
+// sharePrices makes st write its price versions, rate cards and default
+// card through the price-state topic (prices.state_topic, created if
+// missing) and brings st up to the topic's end; an empty topic is first
+// seeded with st's own history (an instance upgraded from before sharing).
+// It returns nil when kafka.brokers is not configured: the embedded broker
+// is not durable and serves one instance, and offline commands write the
+// local store as before. onRefused, when set, counts each write of the
+// topic refused as conflicting with recorded history.
+func sharePrices(ctx context.Context, cfg *Config, st *prices.State, onRefused func(), log zerolog.Logger) (*prices.Follower, error) {
+	if len(cfg.Kafka.Brokers) == 0 {
+		return nil, nil
+	}
+	rt, err := cfg.Kafka.Security.RoundTripper()
+	if err != nil {
+		return nil, err
+	}
+	kl, err := prices.NewKafkaLog(cfg.Kafka.Brokers, cfg.Prices.StateTopic, rt)
+	if err != nil {
+		return nil, err
+	}
+	if err := kl.Ensure(ctx); err != nil {
+		return nil, err
+	}
+	f, err := prices.NewFollower(kl, cfg.Prices.StateTopic, st, prices.FollowerOptions{OnRefused: onRefused}, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Start(ctx); err != nil {
+		return nil, fmt.Errorf("catch up with price-state topic %s: %w", cfg.Prices.StateTopic, err)
+	}
+	return f, nil
+}
+
 // buildSyncer returns the syncer of cfg's sources, announcing to the
 // changes topic when brokers are known and to the configured webhooks.
 func buildSyncer(cfg *Config, st *prices.State, brokers []string, log zerolog.Logger) (*prices.Syncer, error) {
@@ -197,6 +230,12 @@ func buildStateRater(cfg *Config, store *pipeline.Store, brokers []string, log z
 	if err != nil {
 		return nil, nil, "", err
 	}
+	return st.NewRater(), syncer, describePrices(cfg, st, seeded, syncer), nil
+}
+
+// describePrices is the banner's line about prices: versions, the one in
+// force, the default card, the sync.
+func describePrices(cfg *Config, st *prices.State, seeded string, syncer *prices.Syncer) string {
 	cat := st.Catalog()
 	desc := fmt.Sprintf("%d price versions in %s", len(cat.Book.Versions()), cfg.State.Dir)
 	if v := cat.Book.VersionAt(time.Now()); v != nil {
@@ -216,7 +255,7 @@ func buildStateRater(cfg *Config, store *pipeline.Store, brokers []string, log z
 	if len(cfg.Prices.Sources) > 0 {
 		desc += fmt.Sprintf("; syncing %s every %s", strings.Join(cfg.Prices.Sources, ", "), syncer.Interval())
 	}
-	return st.NewRater(), syncer, desc, nil
+	return desc
 }
 
 func markupOrNone(m rating.Markup) string {

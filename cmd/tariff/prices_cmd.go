@@ -161,13 +161,18 @@ there, its scheduled sync (prices.sync_interval) does this.`, "", stderr)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	// With kafka.brokers, the version is recorded through the price-state
+	// topic, and compared with the shared history, not a stale copy.
+	if _, err := sharePrices(ctx, cfg, st, nil, log); err != nil {
+		return err
+	}
 	syncer, err := buildSyncer(cfg, st, cfg.Kafka.Brokers, log)
 	if err != nil {
 		return err
 	}
 	defer syncer.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
 	sp := &syncProgress{out: stderr}
 	res, err := syncer.Sync(ctx, sources, prices.SyncOptions{Effective: eff, DryRun: *dryRun, Force: *force, Progress: sp})
 	sp.done()

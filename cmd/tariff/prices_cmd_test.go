@@ -221,24 +221,28 @@ new-w     mistral    0.1    0.3     0.1     0.13        0.39         0.13
 func TestSetupKafka(t *testing.T) {
 	broker := testenv.Kafka(t)
 	name := testenv.Name(t, "setup")
+	// A group of its own: the price-state topic is <group_id>.prices, and
+	// another run's history there would be taken on.
 	cfg := writeTemp(t, "tariff.yaml", fmt.Sprintf(`kafka:
   brokers: [%s]
+  group_id: %s_group
   topics: {%s_gateway: gateway}
   dead_letter_topic: %s_dlq
+  alerts_topic: %s_alerts
 state: {dir: %s}
 clickhouse: {enabled: "false"}
 prices: {changes_topic: %s_changes}
-`, broker, name, name, filepath.Join(t.TempDir(), "state"), name))
+`, broker, name, name, name, name, filepath.Join(t.TempDir(), "state"), name))
 	src := writeTemp(t, "p.json", pricesOld)
 	out, errs, code := tariffCmd(t, "setup", "--config", cfg, "--markup", "30", "--source", src, "--replication-factor", "1")
 	if code != 0 {
 		t.Fatalf("setup: %s", errs)
 	}
-	if want := fmt.Sprintf("kafka:      created %s_changes, %s_dlq, %s_gateway (3 partitions)", name, name, name); !strings.Contains(out, want) {
+	if want := fmt.Sprintf("kafka:      created %s_alerts, %s_changes, %s_dlq, %s_gateway (3 partitions)", name, name, name, name); !strings.Contains(out, want) {
 		t.Errorf("setup output lacks %q:\n%s", want, out)
 	}
 	out, errs, code = tariffCmd(t, "setup", "--config", cfg, "--markup", "30")
-	if code != 0 || !strings.Contains(out, "kafka:      kept existing "+name+"_changes") {
+	if code != 0 || !strings.Contains(out, "kafka:      kept existing "+name+"_alerts, "+name+"_changes") {
 		t.Errorf("second setup (exit %d, %s):\n%s", code, errs, out)
 	}
 	// A sync announces on the changes topic the setup created.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tariff-dev/tariff/pipeline"
 	"github.com/tariff-dev/tariff/pipeline/alertwebhooks"
+	"github.com/tariff-dev/tariff/pipeline/prices"
 	"github.com/tariff-dev/tariff/schemas"
 	"github.com/tariff-dev/tariff/sinks"
 	"github.com/tariff-dev/tariff/sources"
@@ -250,11 +251,32 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 	if err := waitFor(ctx, log, "kafka", func() error { return changelog.Ensure(ctx, partitions, store.Window()) }); err != nil {
 		return err
 	}
+	// Price versions and rate cards are shared by the instances of the
+	// group through the price-state topic: catch up (or seed it) before
+	// consuming usage, so this instance rates with the full history.
+	var priceFollower *prices.Follower
+	refusedPrices := opsMetrics.Registry.NewCounter("tariff_price_state_refused_total",
+		"Writes of the price-state topic refused because they conflict with recorded price history (two writers racing); each is logged at error level.")
+	if err := waitFor(ctx, log, "kafka", func() (err error) {
+		priceFollower, err = sharePrices(ctx, cfg, syncer.State(), refusedPrices.Inc, log)
+		return err
+	}); err != nil {
+		return err
+	}
+	if priceFollower != nil {
+		// The banner shows the shared history this instance caught up with.
+		priceInfo = describePrices(cfg, syncer.State(), "", syncer) + "; shared through topic " + cfg.Prices.StateTopic
+	}
 	outTopics := []string{cfg.Kafka.AlertsTopic, cfg.Kafka.DeadLetterTopic}
 	if alertHooks != nil {
 		outTopics = append(outTopics, cfg.Webhooks.DeliveriesTopic)
 	}
 	if err := waitFor(ctx, log, "kafka", func() error { return ensureTopics(ctx, brokers, rt, partitions, outTopics...) }); err != nil {
+		return err
+	}
+	// Which instance owns each partition, for the admin API's forwarding.
+	owners, err := startOwners(ctx, cfg, brokers, rt, partitions, log)
+	if err != nil {
 		return err
 	}
 	group, err := sources.NewGroup(ctx, kc, log)
@@ -265,12 +287,23 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 		Formats: cfg.Kafka.Topics, Decoders: decoders, Sink: sink, DLQ: dlq, Store: store, Logger: log,
 		Alerts: alerts, Views: views, Metrics: opsMetrics,
 	}, func() pipeline.Rater { return rater })
+	if owners != nil {
+		runner.SetOwners(owners)
+	}
+	if priceFollower != nil {
+		// A partition that moved here is rated with everything recorded
+		// before it was assigned; versions are recorded by one instance,
+		// the owner of partition 0.
+		runner.SetPartitionGate(func(ctx context.Context, _ int) error { return priceFollower.CatchUp(ctx) })
+		syncer.SetScheduleGate(func() bool { ps := runner.Partitions(); return len(ps) > 0 && ps[0] == 0 })
+	}
 
 	printBanner(opt.stdout, cfg, brokers, sinkDesc, priceInfo)
 	od := opsDeps{Metrics: opsMetrics, Stats: runner.Stats(), Lag: runner.Lag, Store: store,
 		Prices: syncer.State(), Sink: sink, Brokers: brokers, Log: log, Stdout: opt.stdout,
 		Customers: viewCustomers{views}, Entitlements: views,
 		Accounts: stateAccounts{views: views, store: store}, Plans: cfg.Balances.Plans}
+	routeReads(&od, views, stateAccounts{views: views, store: store}, owners, cfg, log)
 	// The admin API changes balances through the command topic.
 	if t := commandTopic(cfg); t != "" {
 		cw, err := pipeline.NewCommandWriter(brokers, t, rt)
@@ -303,6 +336,12 @@ func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 		g.Go(func() error { return tk.Run(gctx) })
 	}
 	g.Go(func() error { return syncer.Run(gctx, syncer.Interval()) })
+	if owners != nil {
+		g.Go(func() error { return owners.Run(gctx) })
+	}
+	if priceFollower != nil {
+		g.Go(func() error { return priceFollower.Run(gctx) })
+	}
 	if opt.demo {
 		g.Go(func() error { return runDemo(gctx, brokers, opt.demoRate, log) })
 	}

@@ -87,6 +87,11 @@ to all customers.`, "", stderr)
 	if err != nil {
 		return err
 	}
+	// With kafka.brokers, prices and cards are recorded through the
+	// price-state topic that every tariff run of the group follows.
+	if _, err := sharePrices(ctx, cfg, st, nil, log); err != nil {
+		return fmt.Errorf("kafka %s: %w", strings.Join(cfg.Kafka.Brokers, ","), err)
+	}
 	if vs := st.Catalog().Book.Versions(); len(vs) > 0 {
 		latest := vs[len(vs)-1]
 		fmt.Fprintf(stdout, "prices:     kept: %d price versions in %s, latest %s (%s); 'tariff prices sync' records newer prices\n",
