@@ -386,6 +386,26 @@ func (p *Processor) process(work, stop context.Context) error {
 	// the sinks collapse repeated rows, and the changelog or Badger, once
 	// written, make the batch recognized as applied.
 	handled := p.deps.Now()
+	// Alerts go out before the state that produced them is committed: a
+	// crash in between re-emits them with the same keys (the balance engine
+	// derives a key from the crossing, unpriced_model alerts from the model
+	// and hour), which consumers deduplicate; the other order could lose
+	// one. They do not wait for the sinks: written alongside the rated
+	// rows, an alert is out a ClickHouse insert sooner.
+	var alertsDone chan error
+	if p.hasAlerts() {
+		alertsDone = make(chan error, 1)
+		go func() { alertsDone <- p.writeAlerts(work, stop) }()
+	}
+	waitAlerts := func() error {
+		if alertsDone == nil {
+			return nil
+		}
+		err := <-alertsDone
+		alertsDone = nil
+		return err
+	}
+	defer waitAlerts() // never leave the writer running past the batch
 	if err := p.retry(stop, "write rated batch", func() error { return p.deps.Sink.WriteBatch(work, &p.out) }); err != nil {
 		return err
 	}
@@ -393,30 +413,8 @@ func (p *Processor) process(work, stop context.Context) error {
 	if err := p.retry(stop, "write dead letters", func() error { return p.deps.DLQ.Write(work, p.dead) }); err != nil {
 		return err
 	}
-	// Alerts go out before the state that produced them is committed: a
-	// crash in between re-emits them with the same keys (the balance engine
-	// derives a key from the crossing), which consumers deduplicate; the
-	// other order could lose one.
-	if alerts := p.bal.fx.Alerts; len(alerts) > 0 && p.deps.Alerts != nil {
-		if err := p.retry(stop, "write alerts", func() error { return p.deps.Alerts.WriteAlerts(work, alerts) }); err != nil {
-			return err
-		}
-		p.deps.Stats.Alerts.Add(int64(len(alerts)))
-		for i := range alerts {
-			p.alertCounter(alerts[i].Kind).Inc()
-		}
-	}
-	// The unpriced_model alerts follow the same rule: out before the
-	// commit, keyed by model and hour, so a crash re-emits the same keys.
-	if u := p.unpriced; u != nil && len(u.fresh) > 0 {
-		ops, err := u.flush()
-		if err != nil {
-			return err
-		}
-		if err := p.retry(stop, "write unpriced-model alerts", func() error { return u.w.WriteOperatorAlerts(work, ops) }); err != nil {
-			return err
-		}
-		u.emitted.Add(uint64(len(ops)))
+	if err := waitAlerts(); err != nil {
+		return err
 	}
 	p.record = encodeRecord(p.record, p.gen, p.muts)
 	var at int64
@@ -451,6 +449,38 @@ func (p *Processor) process(work, stop context.Context) error {
 	p.log.Debug().Int("messages", len(p.batch.Messages)).Int("rated", len(p.out.Events)).Int("dead", len(p.dead)).
 		Dur("handle", handled.Sub(started)).Dur("sinks", written.Sub(handled)).Dur("changelog", logged.Sub(written)).
 		Dur("state", done.Sub(logged)).Dur("took", done.Sub(started)).Msg("batch done")
+	return nil
+}
+
+// hasAlerts reports whether the batch has balance or unpriced-model
+// alerts to write.
+func (p *Processor) hasAlerts() bool {
+	return len(p.bal.fx.Alerts) > 0 && p.deps.Alerts != nil || p.unpriced != nil && len(p.unpriced.fresh) > 0
+}
+
+// writeAlerts writes the batch's balance alerts and unpriced-model alerts,
+// retrying until they are acknowledged or stop ends. It runs beside the
+// sink write and touches nothing else of the processor.
+func (p *Processor) writeAlerts(work, stop context.Context) error {
+	if alerts := p.bal.fx.Alerts; len(alerts) > 0 && p.deps.Alerts != nil {
+		if err := p.retry(stop, "write alerts", func() error { return p.deps.Alerts.WriteAlerts(work, alerts) }); err != nil {
+			return err
+		}
+		p.deps.Stats.Alerts.Add(int64(len(alerts)))
+		for i := range alerts {
+			p.alertCounter(alerts[i].Kind).Inc()
+		}
+	}
+	if u := p.unpriced; u != nil && len(u.fresh) > 0 {
+		ops, err := u.flush()
+		if err != nil {
+			return err
+		}
+		if err := p.retry(stop, "write unpriced-model alerts", func() error { return u.w.WriteOperatorAlerts(work, ops) }); err != nil {
+			return err
+		}
+		u.emitted.Add(uint64(len(ops)))
+	}
 	return nil
 }
 
