@@ -1,10 +1,8 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -150,40 +148,18 @@ func (c *AssignRateCard) Assignment() rating.Assignment {
 // SubmitAssignment publishes an assign_rate_card command, keyed by its
 // customer, and returns once every in-sync replica has it.
 func (c *CommandWriter) SubmitAssignment(ctx context.Context, cmd *AssignRateCard) error {
-	b, err := json.Marshal(cmd)
-	if err != nil {
-		return fmt.Errorf("encode command %s: %w", cmd.ID, err)
-	}
-	if err := c.w.WriteMessages(ctx, kafka.Message{Key: []byte(cmd.CustomerID), Value: b}); err != nil {
-		return fmt.Errorf("publish command %s to %s: %w", cmd.ID, c.topic, err)
-	}
-	return nil
+	return c.publish(ctx, cmd.CustomerID, cmd.ID, cmd)
 }
 
 // isAssign reports whether a command-format message is an
-// assign_rate_card command; the byte test keeps other commands from
-// paying a second decode.
-func isAssign(msg []byte) bool {
-	if !bytes.Contains(msg, []byte(`"`+AssignRateCardKind+`"`)) {
-		return false
-	}
-	var probe struct {
-		Kind string `json:"kind"`
-	}
-	return json.Unmarshal(msg, &probe) == nil && probe.Kind == AssignRateCardKind
-}
+// assign_rate_card command.
+func isAssign(msg []byte) bool { return isKind(msg, AssignRateCardKind) }
 
-// decodeAssign reads the command strictly: an unknown field is more likely
-// a mistake than something to ignore when it changes prices.
+// decodeAssign reads the command strictly (decodeStrict).
 func decodeAssign(msg []byte) (*AssignRateCard, error) {
 	var c AssignRateCard
-	dec := json.NewDecoder(bytes.NewReader(msg))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("assign_rate_card: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("assign_rate_card: trailing data after the JSON object")
+	if err := decodeStrict(msg, AssignRateCardKind, &c); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
@@ -225,22 +201,14 @@ func (p *Processor) assignCommand(txn *badger.Txn, m *kafka.Message, now time.Ti
 	dedupID := assignDedupID(c.ID)
 	cmd := [2]string{c.CustomerID, dedupID}
 	if _, dup := p.inBatch[cmd]; dup {
-		p.deps.Stats.Duplicates.Add(1)
-		p.src.Deduplicated.Inc()
+		p.duplicate()
 		return nil
 	}
-	p.key = dedupKey(p.key, p.partition, c.CustomerID, dedupID)
-	if p.seen.mayContain(p.key) {
-		seen, key, err := p.deps.Store.Seen(txn, p.key, p.partition, c.CustomerID, dedupID)
-		p.key = key
-		if err != nil {
-			return err
-		}
-		if seen {
-			p.deps.Stats.Duplicates.Add(1)
-			p.src.Deduplicated.Inc()
-			return nil
-		}
+	if seen, err := p.applied(txn, c.CustomerID, dedupID); err != nil {
+		return err
+	} else if seen {
+		p.duplicate()
+		return nil
 	}
 	cmdKey := append([]byte(nil), p.key...)
 

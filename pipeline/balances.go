@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -100,10 +99,7 @@ const tickKind = "tick"
 // parseTick reports whether msg is a tick (kind "tick") and, if so, its
 // time; refused says why a message of kind tick is not a valid one.
 func parseTick(msg []byte, now time.Time) (at time.Time, isTick bool, refused error) {
-	var probe struct {
-		Kind string `json:"kind"`
-	}
-	if json.Unmarshal(msg, &probe) != nil || probe.Kind != tickKind {
+	if !isKind(msg, tickKind) {
 		return time.Time{}, false, nil // a command, or garbage the command decoder names
 	}
 	var t struct {
@@ -111,13 +107,8 @@ func parseTick(msg []byte, now time.Time) (at time.Time, isTick bool, refused er
 		At         time.Time `json:"at"`
 		CustomerID string    `json:"customer_id"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(msg))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&t); err != nil {
-		return time.Time{}, true, fmt.Errorf("tick: %w (expected {\"kind\":\"tick\",\"at\":\"<RFC 3339 time>\"})", err)
-	}
-	if dec.More() {
-		return time.Time{}, true, errors.New("tick: trailing data after the JSON object")
+	if err := decodeStrict(msg, tickKind, &t); err != nil {
+		return time.Time{}, true, fmt.Errorf("%w (expected {\"kind\":\"tick\",\"at\":\"<RFC 3339 time>\"})", err)
 	}
 	switch {
 	case t.CustomerID != "":

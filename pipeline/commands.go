@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -38,12 +39,45 @@ func (c *CommandWriter) Topic() string { return c.topic }
 
 // Submit publishes cmd and returns once every in-sync replica has it.
 func (c *CommandWriter) Submit(ctx context.Context, cmd *balance.Command) error {
+	return c.publish(ctx, cmd.CustomerID, cmd.ID, cmd)
+}
+
+// publish writes one command of any kind as JSON, keyed by its customer.
+func (c *CommandWriter) publish(ctx context.Context, customer, id string, cmd any) error {
 	b, err := json.Marshal(cmd)
 	if err != nil {
-		return fmt.Errorf("encode command %s: %w", cmd.ID, err)
+		return fmt.Errorf("encode command %s: %w", id, err)
 	}
-	if err := c.w.WriteMessages(ctx, kafka.Message{Key: []byte(cmd.CustomerID), Value: b}); err != nil {
-		return fmt.Errorf("publish command %s to %s: %w", cmd.ID, c.topic, err)
+	if err := c.w.WriteMessages(ctx, kafka.Message{Key: []byte(customer), Value: b}); err != nil {
+		return fmt.Errorf("publish command %s to %s: %w", id, c.topic, err)
+	}
+	return nil
+}
+
+// isKind reports whether a message of the command format has kind. The
+// byte test first keeps messages of other kinds (grants, usage-ordered
+// commands) from paying a second decode.
+func isKind(msg []byte, kind string) bool {
+	if !bytes.Contains(msg, []byte(`"`+kind+`"`)) {
+		return false
+	}
+	var probe struct {
+		Kind string `json:"kind"`
+	}
+	return json.Unmarshal(msg, &probe) == nil && probe.Kind == kind
+}
+
+// decodeStrict decodes one JSON object into v, refusing unknown fields
+// (in a message that moves money, more likely a mistake than something to
+// ignore) and trailing data; errors start with what.
+func decodeStrict(msg []byte, what string, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(msg))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%s: trailing data after the JSON object", what)
 	}
 	return nil
 }

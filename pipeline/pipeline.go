@@ -452,6 +452,25 @@ func (p *Processor) process(work, stop context.Context) error {
 	return nil
 }
 
+// applied reports whether the idempotency key (customer, id) was applied
+// by a committed batch: the Bloom filter answers most "no"s, Badger the
+// rest. It leaves the key in p.key for the caller to store.
+func (p *Processor) applied(txn *badger.Txn, customer, id string) (bool, error) {
+	p.key = dedupKey(p.key, p.partition, customer, id)
+	if !p.seen.mayContain(p.key) {
+		return false, nil
+	}
+	seen, key, err := p.deps.Store.Seen(txn, p.key, p.partition, customer, id)
+	p.key = key
+	return seen, err
+}
+
+// duplicate counts an input ignored as already applied.
+func (p *Processor) duplicate() {
+	p.deps.Stats.Duplicates.Add(1)
+	p.src.Deduplicated.Inc()
+}
+
 // hasAlerts reports whether the batch has balance or unpriced-model
 // alerts to write.
 func (p *Processor) hasAlerts() bool {
@@ -568,22 +587,14 @@ func (p *Processor) handle(txn *badger.Txn, m *kafka.Message, now time.Time) err
 		ev := &p.events[i]
 		k := [2]string{ev.CustomerID, ev.ID}
 		if _, dup := p.inBatch[k]; dup || containsKey(p.keys, k) {
-			p.deps.Stats.Duplicates.Add(1)
-			p.src.Deduplicated.Inc()
+			p.duplicate()
 			continue
 		}
-		p.key = dedupKey(p.key, p.partition, ev.CustomerID, ev.ID)
-		if p.seen.mayContain(p.key) {
-			seen, key, err := p.deps.Store.Seen(txn, p.key, p.partition, ev.CustomerID, ev.ID)
-			p.key = key
-			if err != nil {
-				return err
-			}
-			if seen {
-				p.deps.Stats.Duplicates.Add(1)
-				p.src.Deduplicated.Inc()
-				continue
-			}
+		if seen, err := p.applied(txn, ev.CustomerID, ev.ID); err != nil {
+			return err
+		} else if seen {
+			p.duplicate()
+			continue
 		}
 		// The customer's rate-card assignments, joining the default card
 		// on first usage: read errors stop the batch, they are no refusal.

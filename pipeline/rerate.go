@@ -1,8 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -133,28 +131,13 @@ func ValidRunID(run string) error {
 }
 
 // isRerate reports whether a command-format message is a rerate command.
-// The cheap byte test keeps grants and ticks from paying a second decode.
-func isRerate(msg []byte) bool {
-	if !bytes.Contains(msg, []byte(`"`+RerateKind+`"`)) {
-		return false
-	}
-	var probe struct {
-		Kind string `json:"kind"`
-	}
-	return json.Unmarshal(msg, &probe) == nil && probe.Kind == RerateKind
-}
+func isRerate(msg []byte) bool { return isKind(msg, RerateKind) }
 
-// decodeRerate reads a rerate command strictly: an unknown field is more
-// likely a mistake than something to ignore when money moves.
+// decodeRerate reads a rerate command strictly (decodeStrict).
 func decodeRerate(msg []byte) (*Rerate, error) {
 	var c Rerate
-	dec := json.NewDecoder(bytes.NewReader(msg))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("rerate: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("rerate: trailing data after the JSON object")
+	if err := decodeStrict(msg, RerateKind, &c); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
@@ -255,22 +238,14 @@ func (p *Processor) rerate(txn *badger.Txn, m *kafka.Message, now time.Time) err
 	// 1. Once per command id.
 	cmd := [2]string{c.CustomerID, c.ID}
 	if _, dup := p.inBatch[cmd]; dup {
-		p.deps.Stats.Duplicates.Add(1)
-		p.src.Deduplicated.Inc()
+		p.duplicate()
 		return nil
 	}
-	p.key = dedupKey(p.key, p.partition, c.CustomerID, c.ID)
-	if p.seen.mayContain(p.key) {
-		seen, key, err := p.deps.Store.Seen(txn, p.key, p.partition, c.CustomerID, c.ID)
-		p.key = key
-		if err != nil {
-			return err
-		}
-		if seen {
-			p.deps.Stats.Duplicates.Add(1)
-			p.src.Deduplicated.Inc()
-			return nil
-		}
+	if seen, err := p.applied(txn, c.CustomerID, c.ID); err != nil {
+		return err
+	} else if seen {
+		p.duplicate()
+		return nil
 	}
 	cmdKey := append([]byte(nil), p.key...)
 
