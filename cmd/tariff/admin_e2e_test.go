@@ -19,7 +19,6 @@ import (
 	"github.com/tariff-dev/tariff/pipeline/ops"
 	"github.com/tariff-dev/tariff/pipeline/testenv"
 	"github.com/tariff-dev/tariff/rating"
-	"github.com/tariff-dev/tariff/sinks"
 	"github.com/tariff-dev/tariff/sinks/webhook"
 	"github.com/tariff-dev/tariff/sources/secret"
 )
@@ -88,14 +87,7 @@ func TestAdminAPIRealServers(t *testing.T) {
 	if base == "" {
 		t.Fatalf("no ops address in the banner %q", banner.String())
 	}
-	conn, err := sinks.OpenClickHouse(context.Background(), cfg.ClickHouse.ClickHouseConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name)
-		conn.Close()
-	}()
+	conn := testClickHouse(t, cfg, name)
 
 	start := time.Now().UTC()
 	var acc ops.CommandAccepted

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -185,12 +187,7 @@ kept to the end the topic had when the command started.`
 		out = out[:0]
 		return nil
 	}
-	parts := make([]int, 0, len(spans))
-	for p := range spans {
-		parts = append(parts, p)
-	}
-	sort.Ints(parts)
-	for _, p := range parts {
+	for _, p := range slices.Sorted(maps.Keys(spans)) {
 		sp := spans[p]
 		if sp.last <= sp.first {
 			continue
@@ -245,10 +242,7 @@ kept to the end the topic had when the command started.`
 	}
 	meter.Done()
 
-	keys := make([]string, 0, len(counts))
-	for k := range counts {
-		keys = append(keys, k)
-	}
+	keys := slices.Collect(maps.Keys(counts))
 	sort.Slice(keys, func(i, j int) bool {
 		return counts[keys[i]] > counts[keys[j]] || counts[keys[i]] == counts[keys[j]] && keys[i] < keys[j]
 	})

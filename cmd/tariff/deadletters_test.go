@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-
-	"github.com/tariff-dev/tariff/sinks"
 )
 
 // TestRedriveUnpricedRealServers: an event whose model has no price is
@@ -49,14 +47,7 @@ func TestRedriveUnpricedRealServers(t *testing.T) {
 	}
 	// 1. acme-llm has no price: dead-lettered; gpt-4o is billed.
 	brokers, stop := startTariff(t, cfg, io.Discard) // creates the database
-	conn, err := sinks.OpenClickHouse(context.Background(), cfg.ClickHouse.ClickHouseConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name)
-		conn.Close()
-	}()
+	conn := testClickHouse(t, cfg, name)
 	produce(t, brokers, in, event("rd-1", "acme-llm"), event("rd-2", "gpt-4o"))
 	charge := func(id string) string {
 		var s string

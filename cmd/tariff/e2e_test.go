@@ -61,6 +61,21 @@ func realServersConfig(t *testing.T, prefix string) (cfg *Config, name, in, dlq 
 	return cfg, name, in, dlq
 }
 
+// testClickHouse connects to the test's ClickHouse database (tariff run
+// creates it) and drops the database when the test ends.
+func testClickHouse(t *testing.T, cfg *Config, name string) driver.Conn {
+	t.Helper()
+	conn, err := sinks.OpenClickHouse(context.Background(), cfg.ClickHouse.ClickHouseConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name)
+		conn.Close()
+	})
+	return conn
+}
+
 // startTariff runs runTariff in the background and returns the broker it
 // consumes from and a stop function that waits for a clean exit.
 func startTariff(t *testing.T, cfg *Config, stdout io.Writer) (brokers []string, stop func()) {
@@ -136,14 +151,7 @@ func TestEndToEndRealServers(t *testing.T) {
 		kafka.Message{Key: []byte("acme"), Value: sonnet("e2e-2", at.Add(time.Hour))},
 	)
 
-	conn, err := sinks.OpenClickHouse(context.Background(), cfg.ClickHouse.ClickHouseConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name)
-		conn.Close()
-	}()
+	conn := testClickHouse(t, cfg, name)
 	var rows uint64
 	var cost, charge string
 	deadline := time.Now().Add(60 * time.Second)

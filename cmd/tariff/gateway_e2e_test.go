@@ -276,14 +276,7 @@ func TestGatewayEndToEndRealServers(t *testing.T) {
 		t.Fatalf("the stand-ins answered %d responses, want %d", len(ids), total)
 	}
 
-	conn, err := sinks.OpenClickHouse(context.Background(), cfg.ClickHouse.ClickHouseConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name)
-		conn.Close()
-	}()
+	conn := testClickHouse(t, cfg, name)
 	var events uint64
 	deadline := time.Now().Add(90 * time.Second)
 	for {

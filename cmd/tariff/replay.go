@@ -6,7 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -612,12 +613,7 @@ func (r *replay) summary(ctx context.Context, refused map[string]string) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	keys := make([]string, 0, len(refused))
-	for k := range refused {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(refused)) {
 		c, e, _ := strings.Cut(k, "\x00")
 		fmt.Fprintf(r.stderr, "refused: customer %q event %q: %s\n", c, e, refused[k])
 	}

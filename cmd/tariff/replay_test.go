@@ -83,14 +83,7 @@ log:
 	day := time.Now().UTC().AddDate(0, 0, -1).Truncate(24 * time.Hour)
 	brokers, stop := startTariff(t, cfg, io.Discard)
 	// tariff has migrated the database by now.
-	conn, err := sinks.OpenClickHouse(context.Background(), cfg.ClickHouse.ClickHouseConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name)
-		conn.Close()
-	}()
+	conn := testClickHouse(t, cfg, name)
 	ids := []string{"rr-1", "rr-2", "rr-3"}
 	for i, id := range ids {
 		produce(t, brokers, in, kafka.Message{Key: []byte("acme"), Value: sonnet(id, day.Add(10*time.Hour+time.Duration(i)*30*time.Minute))})
