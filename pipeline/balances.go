@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -128,80 +127,6 @@ func parseTick(msg []byte, now time.Time) (at time.Time, isTick bool, refused er
 // delivered from there.
 type Alerts interface {
 	WriteAlerts(ctx context.Context, alerts []balance.Alert) error
-}
-
-// Views holds, per customer, an immutable snapshot of the account as last
-// committed, and the partition whose state holds it, for entitlement
-// checks that must answer from memory and for the admin API to find an
-// account. Only the customers of partitions this instance owns are
-// present: a partition's views are loaded from state when its worker
-// starts and dropped when it stops.
-type Views struct{ m sync.Map } // customer -> viewEntry
-
-type viewEntry struct {
-	partition int
-	view      balance.View
-}
-
-// Get returns the customer's last committed view.
-func (v *Views) Get(customer string) (balance.View, bool) {
-	x, ok := v.m.Load(customer)
-	if !ok {
-		return balance.View{}, false
-	}
-	return x.(viewEntry).view, true
-}
-
-// Partition returns the number of the partition whose state holds the
-// customer's account, if it is one of this instance's partitions.
-func (v *Views) Partition(customer string) (int, bool) {
-	x, ok := v.m.Load(customer)
-	if !ok {
-		return 0, false
-	}
-	return x.(viewEntry).partition, true
-}
-
-func (v *Views) store(partition int, customer string, view balance.View) {
-	v.m.Store(customer, viewEntry{partition: partition, view: view})
-}
-
-// forget drops the views of partition: this instance no longer owns it.
-func (v *Views) forget(partition int) {
-	v.m.Range(func(k, x any) bool {
-		if x.(viewEntry).partition == partition {
-			v.m.Delete(k)
-		}
-		return true
-	})
-}
-
-// load publishes the view of every account in partition's state, so that
-// entitlement and the admin API know the partition's customers before
-// they next send usage. It returns how many it loaded.
-func (v *Views) load(s *Store, partition int) (int, error) {
-	n := 0
-	prefix := partKey(nil, kindBalance, partition)
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			customer := string(it.Item().Key()[len(prefix):])
-			a := balance.NewAccount(customer)
-			if err := it.Item().Value(a.UnmarshalBinary); err != nil {
-				return fmt.Errorf("read account of %s: %w", customer, err)
-			}
-			v.store(partition, customer, a.View())
-			n++
-		}
-		return nil
-	})
-	if err != nil {
-		return n, fmt.Errorf("load account views of partition %d: %w", partition, err)
-	}
-	return n, nil
 }
 
 type balances struct {
@@ -524,23 +449,6 @@ func (b *balances) reset() {
 	b.fx.Reset()
 	b.ticked = 0
 	b.tickAt = time.Time{}
-}
-
-// Entitlement answers whether the customer may use more, from the view
-// committed last; known is false for a customer this instance has no
-// account for (never seen, or owned by another instance's partitions).
-func (v *Views) Entitlement(customer string, now time.Time) (e balance.Entitlement, known bool) {
-	view, ok := v.Get(customer)
-	if !ok {
-		return balance.Entitlement{}, false
-	}
-	return view.Entitlement(now), true
-}
-
-// Range calls fn for every customer with a committed account here, in no
-// particular order, until fn returns false.
-func (v *Views) Range(fn func(customer string, view balance.View) bool) {
-	v.m.Range(func(k, x any) bool { return fn(k.(string), x.(viewEntry).view) })
 }
 
 // Account returns the customer's account as last committed in partition's

@@ -145,16 +145,23 @@ func (a *Account) Entitlement(now time.Time) Entitlement {
 }
 
 func (v *View) entitlement(now time.Time, credits rating.Amount) Entitlement {
-	e := Entitlement{OverageAllowed: v.overageAllowed, Paused: v.paused}
 	money, tokens := v.moneyLeft, v.tokensLeft
 	rolled := !v.periodEnd.IsZero() && !now.Before(v.periodEnd)
 	if rolled {
 		money, tokens = v.nextMoney, v.nextTokens
 	}
-	money = mustAdd(money, credits)
-	e.Remaining, e.TokensRemaining = money, tokens
+	lift := rolled && v.override == PauseAuto && v.autoPaused
+	return answer(v.paused, v.overageAllowed, lift, mustAdd(money, credits), tokens)
+}
+
+// answer decides from the money (credits included) and tokens that count
+// now; lift says a new period has started since an automatic pause, which
+// it lifts if anything is left. PackedView shares it, so that both forms
+// answer alike.
+func answer(paused, overageAllowed, lift bool, money rating.Amount, tokens int64) Entitlement {
+	e := Entitlement{OverageAllowed: overageAllowed, Paused: paused, Remaining: money, TokensRemaining: tokens}
 	left := money.Sign() > 0 || tokens > 0
-	if rolled && v.override == PauseAuto && v.autoPaused && left {
+	if lift && left {
 		e.Paused = false // the new period lifts the pause
 	}
 	switch {
