@@ -120,7 +120,7 @@ func OpenStore(cfg StoreConfig, log zerolog.Logger) (*Store, error) {
 		WithLogger(badgerLogger{log}).
 		// The default 64 MiB memtables and 256 MiB value log files are sized
 		// for servers with much more data; these keep a fresh install small.
-		WithMemTableSize(32 << 20).
+		WithMemTableSize(16 << 20).
 		WithValueLogFileSize(64 << 20).
 		WithNumVersionsToKeep(1).
 		// Badger's default 256 MiB block cache would be half of tariff's
@@ -128,7 +128,13 @@ func OpenStore(cfg StoreConfig, log zerolog.Logger) (*Store, error) {
 		// the dedup filter) in memory themselves.
 		WithBlockCacheSize(16 << 20).
 		WithIndexCacheSize(16 << 20).
-		WithNumMemtables(3)
+		WithNumMemtables(3).
+		// Each flush and compaction builds its table in an off-heap buffer
+		// the size of the table: with a million accounts, four compactors
+		// and 32 MiB memtables held about 300 MB of builders at once. Two
+		// compactors and 16 MiB memtables take the peak RSS at 1M
+		// customers from 1,100 to 888 MiB at the same CPU per event.
+		WithNumCompactors(2)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open state store %s: %w", cfg.Dir, err)
