@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/tariff-dev/tariff/sources/bridge"
-
-	"github.com/tariff-dev/tariff/sources"
 )
 
 func cmdBridge(args []string, stdout, stderr io.Writer) error {
@@ -25,37 +23,17 @@ The configuration file has a "bridge:" section listing the partner endpoints
 overrides: TARIFF_BRIDGE_LISTEN, TARIFF_KAFKA_BROKERS,
 TARIFF_BRIDGE_TLS_CERT_FILE, TARIFF_BRIDGE_TLS_KEY_FILE. Flags override both.
 Stop with SIGINT or SIGTERM: requests in flight are answered first.`, "", stderr)
-	configPath := fs.String("config", "", "bridge configuration file (YAML with a bridge: section; required)")
-	listen := fs.String("listen", "", "address to listen on, host:port (overrides bridge.listen; default "+bridge.DefaultListen+")")
-	brokers := fs.String("brokers", "", "Kafka bootstrap addresses, comma-separated (overrides bridge.brokers)")
-	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
-	logFormat := fs.String("log-format", "", "log format: console or json (default: console on a terminal, json otherwise)")
-	if err := parseFlags(fs, args); err != nil {
+	ff := addFrontDoorFlags(fs, "bridge", bridge.DefaultListen)
+	log, err := ff.parse(fs, args, stderr, "it lists the partner endpoints (see sources/bridge/README.md)")
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return errUsage
-	}
-	if *configPath == "" {
-		fmt.Fprintln(stderr, "tariff bridge: --config FILE is required: it lists the partner endpoints (see sources/bridge/README.md)")
-		return errUsage
-	}
-	logCfg := LogConfig{Level: *logLevel, Format: *logFormat}
-	if err := logCfg.validate("--log-level ", "--log-format "); err != nil {
-		return err
-	}
+	configPath := ff.config
 	cfg, err := bridge.LoadFile(*configPath)
 	if err != nil {
 		return err
 	}
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	if *brokers != "" {
-		cfg.Brokers = sources.SplitList(*brokers)
-	}
-	log := newLogger(logCfg, stderr)
+	ff.override(&cfg.Listen, &cfg.Brokers)
 	pub := bridge.NewKafkaPublisher(*cfg, log)
 	b, err := bridge.New(*cfg, pub, log)
 	if err != nil {

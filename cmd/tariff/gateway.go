@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/tariff-dev/tariff/sources/gateway"
-
-	"github.com/tariff-dev/tariff/sources"
 )
 
 func cmdGateway(args []string, stdout, stderr io.Writer) error {
@@ -38,37 +36,17 @@ Flags override both. Stop with SIGINT or SIGTERM: requests in flight finish
 and every usage event is published or spooled first.
 
 Keys: tariff gateway keys add|list|revoke (tariff gateway keys --help).`, "", stderr)
-	configPath := fs.String("config", "", "gateway configuration file (YAML with a gateway: section; required)")
-	listen := fs.String("listen", "", "address to listen on, host:port (overrides gateway.listen; default "+gateway.DefaultListen+")")
-	brokers := fs.String("brokers", "", "Kafka bootstrap addresses, comma-separated (overrides gateway.brokers)")
-	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
-	logFormat := fs.String("log-format", "", "log format: console or json (default: console on a terminal, json otherwise)")
-	if err := parseFlags(fs, args); err != nil {
+	ff := addFrontDoorFlags(fs, "gateway", gateway.DefaultListen)
+	log, err := ff.parse(fs, args, stderr, "it lists the upstreams and routes (see sources/gateway/README.md)")
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return errUsage
-	}
-	if *configPath == "" {
-		fmt.Fprintln(stderr, "tariff gateway: --config FILE is required: it lists the upstreams and routes (see sources/gateway/README.md)")
-		return errUsage
-	}
-	logCfg := LogConfig{Level: *logLevel, Format: *logFormat}
-	if err := logCfg.validate("--log-level ", "--log-format "); err != nil {
-		return err
-	}
+	configPath := ff.config
 	cfg, err := gateway.LoadFile(*configPath)
 	if err != nil {
 		return err
 	}
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	if *brokers != "" {
-		cfg.Brokers = sources.SplitList(*brokers)
-	}
-	log := newLogger(logCfg, stderr)
+	ff.override(&cfg.Listen, &cfg.Brokers)
 	pub := gateway.NewKafkaPublisher(*cfg, log, gateway.KafkaOptions{})
 	g, err := gateway.New(*cfg, pub, log)
 	if err != nil {
