@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,10 +22,7 @@ import (
 // exactly one zero-balance alert, matched to the event that caused it.
 func TestSmoke(t *testing.T) {
 	broker, ch := testenv.Kafka(t), testenv.ClickHouse(t)
-	bin := filepath.Join(t.TempDir(), "tariff")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/tariff").CombinedOutput(); err != nil {
-		t.Fatalf("build tariff: %v\n%s", err, out)
-	}
+	bin := tariffBinary(t)
 	start := time.Now()
 	out, err := measure(context.Background(), options{
 		broker: broker, clickhouse: ch, events: 1500, customers: 150, partitions: 2, memLimit: "0", bin: bin,
@@ -75,6 +75,40 @@ func TestPercentile(t *testing.T) {
 	if percentile(nil, 0.5) != 0 {
 		t.Error("percentile of nothing is not 0")
 	}
+}
+
+// The tariff binary the tests run, built once for the package.
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildBin  string
+	buildErr  error
+)
+
+func tariffBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "tariff-bench-"); buildErr != nil {
+			return
+		}
+		buildBin = filepath.Join(buildDir, "tariff")
+		if out, err := exec.Command("go", "build", "-o", buildBin, "../../cmd/tariff").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build tariff: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildBin
+}
+
+// TestMain removes the binary built for the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
 }
 
 type tWriter struct{ t *testing.T }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,10 +25,7 @@ import (
 // fails.
 func TestGrowthTiny(t *testing.T) {
 	broker, ch := testenv.Kafka(t), testenv.ClickHouse(t)
-	bin := filepath.Join(t.TempDir(), "tariff")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/tariff").CombinedOutput(); err != nil {
-		t.Fatalf("build tariff: %v\n%s", err, out)
-	}
+	bin := tariffBinary(t)
 	dir := t.TempDir()
 	o := options{
 		broker: broker, clickhouse: ch, customers: 300, partitions: 2, models: "default", memLimit: "0", bin: bin,
