@@ -108,35 +108,10 @@ func (s *scanner) atEnd() bool {
 }
 
 // objectStart consumes '{' and reports whether the object has members.
-func (s *scanner) objectStart() (bool, error) {
-	if s.peek() != '{' {
-		return false, s.unexpected("an object")
-	}
-	s.pos++
-	if s.peek() == '}' {
-		s.pos++
-		return false, nil
-	}
-	s.depth++
-	if s.depth > maxDepth {
-		return false, s.errf("nesting deeper than " + strconv.Itoa(maxDepth))
-	}
-	return true, nil
-}
+func (s *scanner) objectStart() (bool, error) { return s.open('{', '}', "an object") }
 
 // objectNext consumes ',' (more members follow: true) or '}' (false).
-func (s *scanner) objectNext() (bool, error) {
-	switch s.peek() {
-	case ',':
-		s.pos++
-		return true, nil
-	case '}':
-		s.pos++
-		s.depth--
-		return false, nil
-	}
-	return false, s.unexpected("',' or '}'")
-}
+func (s *scanner) objectNext() (bool, error) { return s.next('}', "',' or '}'") }
 
 // objectKey reads a member name and the ':' after it. The returned slice is
 // valid until the next call to objectKey.
@@ -160,12 +135,19 @@ func (s *scanner) objectKey() ([]byte, error) {
 }
 
 // arrayStart consumes '[' and reports whether the array has elements.
-func (s *scanner) arrayStart() (bool, error) {
-	if s.peek() != '[' {
-		return false, s.unexpected("an array")
+func (s *scanner) arrayStart() (bool, error) { return s.open('[', ']', "an array") }
+
+// arrayNext consumes ',' (more elements: true) or ']' (false).
+func (s *scanner) arrayNext() (bool, error) { return s.next(']', "',' or ']'") }
+
+// open consumes the opening bracket of an object or array and reports
+// whether it has members; an empty one is consumed whole.
+func (s *scanner) open(open, close byte, what string) (bool, error) {
+	if s.peek() != open {
+		return false, s.unexpected(what)
 	}
 	s.pos++
-	if s.peek() == ']' {
+	if s.peek() == close {
 		s.pos++
 		return false, nil
 	}
@@ -176,18 +158,18 @@ func (s *scanner) arrayStart() (bool, error) {
 	return true, nil
 }
 
-// arrayNext consumes ',' (more elements: true) or ']' (false).
-func (s *scanner) arrayNext() (bool, error) {
+// next consumes ',' (more members follow: true) or close (false).
+func (s *scanner) next(close byte, want string) (bool, error) {
 	switch s.peek() {
 	case ',':
 		s.pos++
 		return true, nil
-	case ']':
+	case close:
 		s.pos++
 		s.depth--
 		return false, nil
 	}
-	return false, s.unexpected("',' or ']'")
+	return false, s.unexpected(want)
 }
 
 // null consumes a JSON null if one is next.
