@@ -202,7 +202,7 @@ func (o *Owners) claim(ctx context.Context, p int, gen int32) {
 				return
 			}
 			o.log.Warn().Err(err).Int("partition", p).Msg("publish ownership record failed; retrying")
-			if !sleepCtx(ctx, backoff) {
+			if !Sleep(ctx, backoff) {
 				return
 			}
 			backoff = min(2*backoff, 10*time.Second)
@@ -270,7 +270,7 @@ func (o *Owners) Run(ctx context.Context) error {
 				next = kafka.FirstOffset // compacted or deleted under us
 			}
 			o.log.Warn().Err(err).Msg("follow ownership topic; retrying")
-			if !sleepCtx(ctx, backoff) {
+			if !Sleep(ctx, backoff) {
 				break
 			}
 			backoff = min(2*backoff, 10*time.Second)

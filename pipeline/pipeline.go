@@ -296,7 +296,7 @@ func (p *Processor) Run(ctx context.Context, src Fetcher) error {
 				return nil
 			}
 			p.log.Warn().Err(err).Msg("fetch failed; retrying")
-			if !sleepCtx(ctx, p.cfg.RetryMin) {
+			if !Sleep(ctx, p.cfg.RetryMin) {
 				return nil
 			}
 			continue
@@ -721,14 +721,16 @@ func (p *Processor) retry(stop context.Context, what string, fn func() error) er
 		}
 		p.deps.Stats.Retries.Add(1)
 		p.log.Warn().Err(err).Int("attempt", attempt).Dur("backoff", backoff).Msg(what + " failed; retrying")
-		if !sleepCtx(stop, backoff) {
+		if !Sleep(stop, backoff) {
 			return fmt.Errorf("%s: gave up at shutdown: %w", what, err)
 		}
 		backoff = min(backoff*2, p.cfg.RetryMax)
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
+// Sleep waits d and reports true, or reports false as soon as ctx ends:
+// the wait between retries everywhere in tariff.
+func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

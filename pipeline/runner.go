@@ -151,7 +151,7 @@ func (r *Runner) runPartition(ctx context.Context, gen *sources.Generation, p in
 				return
 			}
 			log.Warn().Err(err).Msg("partition gate failed; retrying before processing")
-			if !sleepCtx(ctx, backoff) {
+			if !Sleep(ctx, backoff) {
 				return
 			}
 			backoff = min(backoff*2, r.cfg.RetryMax)
@@ -259,7 +259,7 @@ func (r *Runner) restore(ctx context.Context, p int) (map[string]int64, error) {
 		}
 		r.log.Warn().Err(err).Int("partition", p).Msg("changelog replay failed; retrying")
 		pos = newPos
-		if !sleepCtx(ctx, backoff) {
+		if !Sleep(ctx, backoff) {
 			return nil, ctx.Err()
 		}
 		backoff = min(backoff*2, r.cfg.RetryMax)

@@ -369,21 +369,10 @@ func waitFor(ctx context.Context, log zerolog.Logger, what string, fn func() err
 			return err
 		}
 		log.Warn().Err(err).Dur("retry_in", backoff).Msg(what + " is not reachable; waiting")
-		if !sleepCtx(ctx, backoff) {
+		if !pipeline.Sleep(ctx, backoff) {
 			return fmt.Errorf("%s not reachable: %w", what, err)
 		}
 		backoff = min(2*backoff, 10*time.Second)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -179,7 +179,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 			// kafka-go reports transient group errors here (a rebalance in
 			// progress, a coordinator that moved) and rejoins by itself.
 			d.log.Warn().Err(err).Msg("consumer group not ready; rejoining")
-			if !sleep(ctx, 200*time.Millisecond) {
+			if !pipeline.Sleep(ctx, 200*time.Millisecond) {
 				return nil
 			}
 			continue
@@ -222,7 +222,7 @@ func (d *Deliverer) runPartition(ctx context.Context, gen *kafka.Generation, par
 				return
 			}
 			log.Warn().Err(err).Msg("fetch alerts; retrying")
-			if !sleep(ctx, time.Second) {
+			if !pipeline.Sleep(ctx, time.Second) {
 				return
 			}
 			continue
@@ -354,7 +354,7 @@ func (d *Deliverer) deliverTo(ctx context.Context, ep *endpoint, base Delivery, 
 				Int("attempts", attempt).Str("error", rec.Error).Msg("alert webhook delivery failed")
 			return nil
 		}
-		if !sleep(ctx, d.backoff.Delay(attempt, resp.RetryAfter)) {
+		if !pipeline.Sleep(ctx, d.backoff.Delay(attempt, resp.RetryAfter)) {
 			return ctx.Err()
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/tariff-dev/tariff/pipeline"
 )
 
 // Outcomes of one attempt, as the delivery log and the metrics name them.
@@ -131,19 +133,8 @@ func (d *Deliverer) record(ctx context.Context, rec Delivery) error {
 		}
 		wait := d.backoff.Delay(failed, 0)
 		d.log.Warn().Err(err).Dur("retry_in", wait).Str("topic", d.cfg.DeliveriesTopic).Msg("delivery log write failed; retrying")
-		if !sleep(ctx, wait) {
+		if !pipeline.Sleep(ctx, wait) {
 			return fmt.Errorf("write delivery log to %s: %w (last error: %v)", d.cfg.DeliveriesTopic, ctx.Err(), err)
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/tariff-dev/tariff/pipeline"
 	"github.com/tariff-dev/tariff/pipeline/metrics"
 	"github.com/tariff-dev/tariff/sinks/webhook"
 )
@@ -187,12 +188,8 @@ func (n *WebhookNotifier) Deliver(ctx context.Context, payload []byte) error {
 	var err error
 	for attempt := 0; attempt < n.cfg.MaxAttempts; attempt++ {
 		if attempt > 0 {
-			t := time.NewTimer(n.backoff(attempt - 1))
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !pipeline.Sleep(ctx, n.backoff(attempt-1)) {
 				return fmt.Errorf("webhook %s: %w (last error: %v)", n.cfg.URL, ctx.Err(), err)
-			case <-t.C:
 			}
 		}
 		if err = n.post(ctx, id.ID, payload); err == nil {

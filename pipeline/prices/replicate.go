@@ -39,6 +39,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/tariff-dev/tariff/pipeline"
 	"github.com/tariff-dev/tariff/rating"
 )
 
@@ -471,12 +472,8 @@ func (f *Follower) Run(ctx context.Context) error {
 			return nil
 		}
 		f.zlog.Warn().Err(err).Dur("retry_in", backoff).Msg("following the price-state topic failed; prices in force are kept")
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pipeline.Sleep(ctx, backoff) {
 			return nil
-		case <-t.C:
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
