@@ -40,7 +40,6 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/tariff-dev/tariff/bench/loadgen"
-	"github.com/tariff-dev/tariff/schemas"
 	"github.com/tariff-dev/tariff/sinks"
 )
 
@@ -734,22 +733,7 @@ func observedDaily(ctx context.Context, cfg sinks.ClickHouseConfig) (loadgen.Tot
 		return nil, err
 	}
 	defer conn.Close()
-	rows, err := conn.Query(ctx, "SELECT customer_id, price_key, unit, sum(quantity), toString(sum(cost)), toString(sum(charge)) FROM usage_daily FINAL GROUP BY customer_id, price_key, unit")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := loadgen.Totals{}
-	for rows.Next() {
-		var cust, key, unit, cost, charge string
-		var qty int64
-		if err := rows.Scan(&cust, &key, &unit, &qty, &cost, &charge); err != nil {
-			return nil, err
-		}
-		u, _ := schemas.ParseUnit(unit)
-		out.Add(loadgen.Key{CustomerID: cust, PriceKey: key, Unit: u}, qty, decimal.RequireFromString(cost), decimal.RequireFromString(charge))
-	}
-	return out, rows.Err()
+	return loadgen.Observed(ctx, conn, "usage_daily")
 }
 
 func peakRSS(pid int) int64 {

@@ -15,13 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/segmentio/kafka-go"
-	"github.com/shopspring/decimal"
 
 	"github.com/tariff-dev/tariff/bench/loadgen"
 	"github.com/tariff-dev/tariff/pipeline/testenv"
-	"github.com/tariff-dev/tariff/schemas"
 	"github.com/tariff-dev/tariff/sinks"
 )
 
@@ -239,30 +236,6 @@ func (in *instance) stop(t *testing.T) {
 	}
 }
 
-// observed reads the totals per (customer, price key, unit) from a table.
-func observed(ctx context.Context, conn driver.Conn, table string) (loadgen.Totals, error) {
-	rows, err := conn.Query(ctx, "SELECT customer_id, price_key, unit, sum(quantity), toString(sum(cost)), toString(sum(charge)) FROM "+
-		table+" FINAL GROUP BY customer_id, price_key, unit")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := loadgen.Totals{}
-	for rows.Next() {
-		var cust, key, unit, cost, charge string
-		var qty int64
-		if err := rows.Scan(&cust, &key, &unit, &qty, &cost, &charge); err != nil {
-			return nil, err
-		}
-		u, ok := schemas.ParseUnit(unit)
-		if !ok {
-			return nil, fmt.Errorf("unknown unit %q in %s", unit, table)
-		}
-		out.Add(loadgen.Key{CustomerID: cust, PriceKey: key, Unit: u}, qty, decimal.RequireFromString(cost), decimal.RequireFromString(charge))
-	}
-	return out, rows.Err()
-}
-
 // deadLetters counts the distinct refused messages in the dead-letter topic
 // (a message refused again after a crash appears twice, same position).
 func (e *faultEnv) deadLetters(ctx context.Context) (int, error) {
@@ -322,7 +295,7 @@ func (e *faultEnv) waitExact(timeout time.Duration) {
 	for {
 		last = ""
 		for _, table := range []string{"rated_lines", "usage_daily", "usage_hourly"} {
-			got, err := observed(ctx, conn, table)
+			got, err := loadgen.Observed(ctx, conn, table)
 			if err == nil {
 				var diffs []loadgen.Difference
 				diffs, err = e.expected.Compare(got)
