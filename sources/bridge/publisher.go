@@ -1,11 +1,9 @@
 package bridge
 
 import (
-	"context"
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/tariff-dev/tariff/sources/producer"
 )
@@ -15,9 +13,7 @@ import (
 // may have been written, and the bridge answers 503 so the partner resends,
 // which the pipeline's deduplication by idempotency key makes harmless.
 // Publish is safe for concurrent use.
-type Publisher interface {
-	Publish(ctx context.Context, msgs []kafka.Message) error
-}
+type Publisher = producer.Publisher
 
 // ErrMessageTooLarge is returned (wrapped) by Publish when a message is
 // larger than the broker or the writer accepts: resending cannot help.

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/tariff-dev/tariff/sources/producer"
 )
@@ -16,9 +15,7 @@ import (
 // may have been written, and the gateway spools the whole batch and
 // publishes it again later, which the pipeline's deduplication by event id
 // absorbs. Safe for concurrent use.
-type Publisher interface {
-	Publish(ctx context.Context, msgs []kafka.Message) error
-}
+type Publisher = producer.Publisher
 
 // ErrMessageTooLarge is returned (wrapped) by Publish when a message is
 // larger than the broker or the writer accepts: resending cannot help.

@@ -21,6 +21,13 @@ import (
 // larger than the broker or the writer accepts: resending cannot help.
 var ErrMessageTooLarge = errors.New("message too large")
 
+// Publisher publishes messages: a *Producer, or a fake in tests. On nil
+// every message is durable; on an error any subset may have been written
+// (see Producer.Publish). Safe for concurrent use.
+type Publisher interface {
+	Publish(ctx context.Context, msgs []kafka.Message) error
+}
+
 // Options configures a Producer.
 type Options struct {
 	Brokers []string
