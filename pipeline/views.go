@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -18,10 +19,11 @@ import (
 // present: a partition's views are loaded from state when its worker
 // starts and dropped when it stops. The zero Views is empty and ready.
 //
-// Views are kept packed (balance.PackedView) in sharded slabs: with a
-// million customers, arrays of values without pointers cost the garbage
-// collector one pointer (the key) per customer and no allocation per
-// update, where boxed views cost several objects each on every cycle.
+// Views are kept packed (balance.PackedView) in sharded slabs, and the
+// customer ids in a pointer-free index (nameIndex): with a million
+// customers the garbage collector sees a few large arrays per shard, not
+// a string and a boxed view per customer on every cycle, and an update
+// allocates nothing.
 type Views struct {
 	shards [viewShards]viewShard
 }
@@ -39,17 +41,23 @@ const (
 )
 
 type viewShard struct {
+	viewShardState
+	// Pads the shard to whole cache lines of its own, so that readers
+	// taking one shard's lock do not slow down its neighbours' through
+	// false sharing.
+	_ [cacheLine - unsafe.Sizeof(viewShardState{})%cacheLine]byte
+}
+
+const cacheLine = 64
+
+type viewShardState struct {
 	mu     sync.RWMutex
-	index  map[string]viewSlot
+	index  nameIndex
 	chunks []*[viewChunk]balance.PackedView
 	free   []uint32 // slots of chunks no customer uses
 	// whole holds the views that do not pack (more usable credits than
 	// balance.PackedCredits), which are rare.
 	whole map[string]balance.View
-	// Pads the shard to two cache lines of its own, so that readers
-	// taking one shard's lock do not slow down its neighbours' through
-	// false sharing.
-	_ [128 - 88]byte
 }
 
 // viewSlot says where a customer's view is: slot in the chunks, or
@@ -64,8 +72,10 @@ const wholeSlot = ^uint32(0)
 // viewSeed is process-wide so that the zero Views works.
 var viewSeed = maphash.MakeSeed()
 
-func (v *Views) shard(customer string) *viewShard {
-	return &v.shards[maphash.String(viewSeed, customer)%viewShards]
+// shard returns the customer's shard and the hash its index files it by.
+func (v *Views) shard(customer string) (*viewShard, uint64) {
+	h := maphash.String(viewSeed, customer)
+	return &v.shards[h%viewShards], h
 }
 
 func (s *viewShard) packed(slot uint32) *balance.PackedView {
@@ -74,27 +84,29 @@ func (s *viewShard) packed(slot uint32) *balance.PackedView {
 
 // Get returns the customer's last committed view.
 func (v *Views) Get(customer string) (balance.View, bool) {
-	s := v.shard(customer)
+	s, h := v.shard(customer)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	at, ok := s.index[customer]
+	e := s.index.find(h, customer)
 	switch {
-	case !ok:
+	case e == nil:
 		return balance.View{}, false
-	case at.slot == wholeSlot:
+	case e.at.slot == wholeSlot:
 		return s.whole[customer], true
 	}
-	return s.packed(at.slot).Unpack(), true
+	return s.packed(e.at.slot).Unpack(), true
 }
 
 // Partition returns the number of the partition whose state holds the
 // customer's account, if it is one of this instance's partitions.
 func (v *Views) Partition(customer string) (int, bool) {
-	s := v.shard(customer)
+	s, h := v.shard(customer)
 	s.mu.RLock()
-	at, ok := s.index[customer]
-	s.mu.RUnlock()
-	return int(at.partition), ok
+	defer s.mu.RUnlock()
+	if e := s.index.find(h, customer); e != nil {
+		return int(e.at.partition), true
+	}
+	return 0, false
 }
 
 // Entitlement answers whether the customer may use more, from the view
@@ -102,19 +114,18 @@ func (v *Views) Partition(customer string) (int, bool) {
 // account for (never seen, or owned by another instance's partitions).
 // It does not allocate.
 func (v *Views) Entitlement(customer string, now time.Time) (e balance.Entitlement, known bool) {
-	s := v.shard(customer)
+	s, h := v.shard(customer)
 	s.mu.RLock()
-	at, ok := s.index[customer]
-	switch {
-	case !ok:
-	case at.slot == wholeSlot:
+	switch at := s.index.find(h, customer); {
+	case at == nil:
+	case at.at.slot == wholeSlot:
 		whole := s.whole[customer]
-		e = whole.Entitlement(now)
+		e, known = whole.Entitlement(now), true
 	default:
-		e = s.packed(at.slot).Entitlement(now)
+		e, known = s.packed(at.at.slot).Entitlement(now), true
 	}
 	s.mu.RUnlock()
-	return e, ok
+	return e, known
 }
 
 // Range calls fn for every customer with a committed account here, in no
@@ -131,12 +142,16 @@ func (v *Views) Range(fn func(customer string, view balance.View) bool) {
 		s := &v.shards[i]
 		items = items[:0]
 		s.mu.RLock()
-		for c, at := range s.index {
-			it := item{customer: c}
-			if at.slot == wholeSlot {
-				it.view = s.whole[c]
+		for j := range s.index.entries {
+			e := &s.index.entries[j]
+			if !e.live {
+				continue
+			}
+			it := item{customer: string(s.index.name(e))}
+			if e.at.slot == wholeSlot {
+				it.view = s.whole[it.customer]
 			} else {
-				it.view = s.packed(at.slot).Unpack()
+				it.view = s.packed(e.at.slot).Unpack()
 			}
 			items = append(items, it)
 		}
@@ -151,34 +166,29 @@ func (v *Views) Range(fn func(customer string, view balance.View) bool) {
 
 func (v *Views) store(partition int, customer string, view balance.View) {
 	p, packed := view.Pack()
-	s := v.shard(customer)
+	s, h := v.shard(customer)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.index == nil {
-		s.index = make(map[string]viewSlot)
-	}
-	at, ok := s.index[customer]
-	at.partition = int32(partition)
+	e, existed := s.index.insert(h, customer)
+	e.at.partition = int32(partition)
 	if !packed {
-		if ok && at.slot != wholeSlot {
-			s.release(at.slot)
+		if existed && e.at.slot != wholeSlot {
+			s.release(e.at.slot)
 		}
-		at.slot = wholeSlot
+		e.at.slot = wholeSlot
 		if s.whole == nil {
 			s.whole = make(map[string]balance.View)
 		}
 		s.whole[customer] = view
-		s.index[customer] = at
 		return
 	}
-	if !ok || at.slot == wholeSlot {
-		if ok {
+	if !existed || e.at.slot == wholeSlot {
+		if existed {
 			delete(s.whole, customer)
 		}
-		at.slot = s.take()
+		e.at.slot = s.take()
 	}
-	*s.packed(at.slot) = p
-	s.index[customer] = at
+	*s.packed(e.at.slot) = p
 }
 
 // take returns a free slot, growing the slab by a chunk when none is.
@@ -206,20 +216,23 @@ func (v *Views) forget(partition int) {
 	for i := range v.shards {
 		s := &v.shards[i]
 		s.mu.Lock()
-		for c, at := range s.index {
-			if int(at.partition) != partition {
+		for j := range s.index.entries {
+			e := &s.index.entries[j]
+			if !e.live || int(e.at.partition) != partition {
 				continue
 			}
-			delete(s.index, c)
-			if at.slot == wholeSlot {
-				delete(s.whole, c)
+			if e.at.slot == wholeSlot {
+				delete(s.whole, string(s.index.name(e)))
 			} else {
-				s.release(at.slot)
+				s.release(e.at.slot)
 			}
+			s.index.remove(uint32(j))
 		}
-		if len(s.index) == 0 {
+		if s.index.live == 0 {
 			// The last partition went: give the slab back.
-			s.chunks, s.free, s.index, s.whole = nil, nil, nil, nil
+			s.chunks, s.free, s.index, s.whole = nil, nil, nameIndex{}, nil
+		} else {
+			s.index.compact()
 		}
 		s.mu.Unlock()
 	}

@@ -121,7 +121,7 @@ func TestViewsKeepsPackedAndWholeViews(t *testing.T) {
 	}
 	v.forget(1)
 	for i := range v.shards {
-		if len(v.shards[i].index)+len(v.shards[i].whole)+len(v.shards[i].chunks) != 0 {
+		if v.shards[i].index.live+len(v.shards[i].index.entries)+len(v.shards[i].whole)+len(v.shards[i].chunks) != 0 {
 			t.Fatalf("shard %d not empty after forgetting every partition", i)
 		}
 	}
@@ -166,8 +166,8 @@ func TestViewsLayout(t *testing.T) {
 	if s := unsafe.Sizeof(viewSlot{}); s != 8 {
 		t.Errorf("viewSlot is %d bytes, want 8", s)
 	}
-	if s := unsafe.Sizeof(viewShard{}); s != 128 {
-		t.Errorf("viewShard is %d bytes, want two cache lines (128)", s)
+	if s := unsafe.Sizeof(viewShard{}); s%cacheLine != 0 {
+		t.Errorf("viewShard is %d bytes, want whole cache lines (of %d)", s, cacheLine)
 	}
 }
 
