@@ -134,12 +134,17 @@ type balances struct {
 	accounts  map[string]*balance.Account // loaded this generation: committed state plus the batch in hand
 	// due holds, per loaded account, its NextChange as committed: where
 	// its due-index entry is, to move it when the batch changes it.
-	due     map[string]time.Time
-	dirty   []string
-	isDirty map[string]bool
-	fx      balance.Effects
-	key     []byte
-	ticked  int // accounts advanced by ticks in this batch
+	due map[string]time.Time
+	// The generation before: accounts loaded earlier and not used since,
+	// with their due times. An account used again moves to the current
+	// generation; the rest are dropped when the current one fills up.
+	oldAccounts map[string]*balance.Account
+	oldDue      map[string]time.Time
+	dirty       []string
+	isDirty     map[string]bool
+	fx          balance.Effects
+	key         []byte
+	ticked      int // accounts advanced by ticks in this batch
 
 	// Refresh (refresh.go): the longest a sweep may take (0: off), the
 	// latest tick time of the batch (zero: no tick), and scratch.
@@ -192,6 +197,12 @@ func periodKey(dst []byte, partition int, customer string, start time.Time) []by
 // time this processor sees the customer.
 func (b *balances) account(txn *badger.Txn, customer string) (*balance.Account, error) {
 	if a := b.accounts[customer]; a != nil {
+		return a, nil
+	}
+	if a := b.oldAccounts[customer]; a != nil {
+		b.accounts[customer], b.due[customer] = a, b.oldDue[customer]
+		delete(b.oldAccounts, customer)
+		delete(b.oldDue, customer)
 		return a, nil
 	}
 	a := balance.NewAccount(customer)
@@ -421,10 +432,13 @@ func storedPeriodStarts(txn *badger.Txn, partition int, customer string) []uint6
 	return out
 }
 
-// maxCachedAccounts bounds the accounts a processor keeps loaded between
-// batches; past it they are dropped (their state is in Badger) rather
-// than let memory grow with the customer count.
-const maxCachedAccounts = 50_000
+// maxCachedAccounts bounds the accounts of a generation a processor keeps
+// loaded between batches (so at most twice as many are loaded): past it,
+// the accounts not used during the generation before are dropped (their
+// state is in Badger) rather than let memory, and the garbage collector's
+// work on every cycle, grow with the customer count; the accounts in
+// steady use stay loaded.
+const maxCachedAccounts = 16_384
 
 // committed publishes the changed accounts' views once the batch is
 // durable, and forgets the batch.
@@ -438,8 +452,8 @@ func (b *balances) committed(views *Views) {
 	}
 	b.reset()
 	if len(b.accounts) > maxCachedAccounts {
-		clear(b.accounts)
-		clear(b.due)
+		b.oldAccounts, b.oldDue = b.accounts, b.due
+		b.accounts, b.due = make(map[string]*balance.Account, maxCachedAccounts), make(map[string]time.Time, maxCachedAccounts)
 	}
 }
 
