@@ -537,21 +537,47 @@ func AmountFromBinary(b []byte) (Amount, error) {
 	return Amount{int128{binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])}}, nil
 }
 
-// ScaledDecimal returns the exact value as a decimal with Scale fractional
-// digits, trailing zeros kept. It skips the formatting and parsing Decimal
-// does, for encoders that rescale anyway (the ClickHouse sink); use Decimal
-// for anything a person reads.
-func (a Amount) ScaledDecimal() decimal.Decimal {
-	if a.v.hi == 0 && a.v.lo <= math.MaxInt64 {
-		return decimal.New(int64(a.v.lo), -Scale)
-	}
-	return decimal.NewFromBigInt(a.v.big(), -Scale)
-}
+// ScaledDecimal returns the exact value as a decimal of at most Scale
+// fractional digits. It skips the formatting and parsing Decimal does,
+// and the big integer when the value without its trailing zeros fits in
+// 64 bits (nearly every amount), for encoders that rescale anyway (the
+// ClickHouse sink); use Decimal for anything a person reads.
+func (a Amount) ScaledDecimal() decimal.Decimal { return a.v.scaledDecimal(Scale) }
 
 // ScaledDecimal is Amount.ScaledDecimal for prices (PriceScale digits).
-func (p Price) ScaledDecimal() decimal.Decimal {
-	if p.v.hi == 0 && p.v.lo <= math.MaxInt64 {
-		return decimal.New(int64(p.v.lo), -PriceScale)
+func (p Price) ScaledDecimal() decimal.Decimal { return p.v.scaledDecimal(PriceScale) }
+
+// scaledDecimal returns v x 10^-scale exactly.
+func (v int128) scaledDecimal(scale int32) decimal.Decimal {
+	neg := v.isNeg()
+	m := v
+	if neg {
+		m = v.neg()
 	}
-	return decimal.NewFromBigInt(p.v.big(), -PriceScale)
+	exp := -scale
+	for m.hi != 0 || m.lo > math.MaxInt64 {
+		if m.hi>>63 != 0 {
+			break // the magnitude of the most negative value: keep it big
+		}
+		q, r := m.divmod10()
+		if r != 0 {
+			return decimal.NewFromBigInt(v.big(), -scale)
+		}
+		m, exp = q, exp+1
+	}
+	if m.hi != 0 || m.lo > math.MaxInt64 {
+		return decimal.NewFromBigInt(v.big(), -scale)
+	}
+	n := int64(m.lo)
+	if neg {
+		n = -n
+	}
+	return decimal.New(n, exp)
+}
+
+// divmod10 divides a non-negative v by ten.
+func (v int128) divmod10() (int128, uint64) {
+	hi, r := v.hi/10, v.hi%10
+	lo, r := bits.Div64(r, v.lo, 10)
+	return int128{hi, lo}, r
 }

@@ -251,3 +251,33 @@ func TestScaledDecimalIsExact(t *testing.T) {
 		}
 	}
 }
+
+// Random values across the whole int128 range, with and without trailing
+// zeros, and the extremes: ScaledDecimal always equals the big-integer
+// conversion.
+func TestScaledDecimalRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	values := []int128{{0, 0}, {1 << 63, 0}, {^uint64(0), ^uint64(0)}, {1<<63 - 1, ^uint64(0)}, {0, 1 << 63}, {^uint64(0), 1 << 63}}
+	for range 20000 {
+		v := int128{rng.Uint64() >> rng.IntN(64), rng.Uint64()}
+		if rng.IntN(3) == 0 {
+			v.hi = 0
+			v.lo >>= rng.IntN(64)
+		}
+		for range rng.IntN(20) {
+			if w, ok := v.mulU(10); ok {
+				v = w
+			}
+		}
+		if rng.IntN(2) == 0 {
+			v = v.neg()
+		}
+		values = append(values, v)
+	}
+	for _, v := range values {
+		want := decimal.NewFromBigInt(v.big(), -Scale)
+		if got := v.scaledDecimal(Scale); !got.Equal(want) {
+			t.Fatalf("%x %x: %s, want %s", v.hi, v.lo, got, want)
+		}
+	}
+}

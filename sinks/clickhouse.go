@@ -176,6 +176,9 @@ type lineColumns struct {
 	ratedAt                             []time.Time
 	run, priceProvider, unlined         []string
 	text                                []byte
+	// dims backs the events' dimension keys and values, which dimKeys
+	// and dimValues slice, instead of two slices per event.
+	dims []string
 }
 
 var lineColumnsPool = sync.Pool{New: func() any { return new(lineColumns) }}
@@ -192,6 +195,8 @@ func (c *lineColumns) reset() {
 	c.dimKeys, c.dimValues, c.ratedAt = c.dimKeys[:0], c.dimValues[:0], c.ratedAt[:0]
 	clear(c.unlined)
 	c.run, c.priceProvider, c.unlined = c.run[:0], c.priceProvider[:0], c.unlined[:0]
+	clear(c.dims)
+	c.dims = c.dims[:0]
 }
 
 // AppendUnlined appends to dst the units r's event reports a quantity for
@@ -249,11 +254,15 @@ func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
 		r := &b.Events[i]
 		ev := &r.Event
 		var keys, values []string
-		if len(ev.Dimensions) > 0 {
-			keys, values = make([]string, len(ev.Dimensions)), make([]string, len(ev.Dimensions))
-			for j, d := range ev.Dimensions {
-				keys[j], values[j] = d.Key, d.Value
+		if n := len(ev.Dimensions); n > 0 {
+			at := len(c.dims)
+			for _, d := range ev.Dimensions {
+				c.dims = append(c.dims, d.Key)
 			}
+			for _, d := range ev.Dimensions {
+				c.dims = append(c.dims, d.Value)
+			}
+			keys, values = c.dims[at:at+n:at+n], c.dims[at+n:at+2*n:at+2*n]
 		}
 		t := ev.Time.UTC()
 		c.text = AppendUnlined(c.text[:0], r)
@@ -320,20 +329,49 @@ func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
 
 const aggregateColumns = "customer_id, provider, price_key, unit, quantity, events, cost, charge, partition, version"
 
+// aggColumns holds one insert's aggregate rows column by column, in the
+// order of the window column and aggregateColumns. Pooled like
+// lineColumns.
+type aggColumns struct {
+	start                              []time.Time
+	customer, provider, priceKey, unit []string
+	quantity                           []int64
+	events, version                    []uint64
+	cost, charge                       []decimal.Decimal
+	partition                          []int32
+}
+
+var aggColumnsPool = sync.Pool{New: func() any { return new(aggColumns) }}
+
+func (c *aggColumns) reset() {
+	c.start, c.quantity, c.events, c.version, c.partition = c.start[:0], c.quantity[:0], c.events[:0], c.version[:0], c.partition[:0]
+	c.customer, c.provider, c.priceKey, c.unit = c.customer[:0], c.provider[:0], c.priceKey[:0], c.unit[:0]
+	c.cost, c.charge = c.cost[:0], c.charge[:0]
+}
+
 // writeAggregates inserts the batch's hourly and daily totals, each table
 // in one insert.
 func (s *ClickHouse) writeAggregates(ctx context.Context, b *Batch) error {
+	c := aggColumnsPool.Get().(*aggColumns)
+	defer func() { c.reset(); aggColumnsPool.Put(c) }()
 	for _, g := range [...]struct {
 		gran  Granularity
 		table string
 		col   string
 	}{{GranularityHour, "usage_hourly", "window_start"}, {GranularityDay, "usage_daily", "day"}} {
-		n := 0
+		c.reset()
 		for i := range b.Aggregates {
-			if b.Aggregates[i].Granularity == g.gran {
-				n++
+			a := &b.Aggregates[i]
+			if a.Granularity != g.gran {
+				continue
 			}
+			c.start = append(c.start, a.WindowStart.UTC())
+			c.customer, c.provider, c.priceKey = append(c.customer, a.CustomerID), append(c.provider, a.Provider), append(c.priceKey, a.PriceKey)
+			c.unit, c.quantity, c.events = append(c.unit, a.Unit.String()), append(c.quantity, a.Quantity), append(c.events, uint64(a.Events))
+			c.cost, c.charge = append(c.cost, a.Cost.ScaledDecimal()), append(c.charge, a.Charge.ScaledDecimal())
+			c.partition, c.version = append(c.partition, a.Partition), append(c.version, a.Version)
 		}
+		n := len(c.start)
 		if n == 0 {
 			continue
 		}
@@ -341,15 +379,11 @@ func (s *ClickHouse) writeAggregates(ctx context.Context, b *Batch) error {
 		if err != nil {
 			return fmt.Errorf("prepare insert into %s: %w", g.table, err)
 		}
-		for i := range b.Aggregates {
-			a := &b.Aggregates[i]
-			if a.Granularity != g.gran {
-				continue
-			}
-			if err := batch.Append(a.WindowStart.UTC(), a.CustomerID, a.Provider, a.PriceKey, a.Unit.String(),
-				a.Quantity, uint64(a.Events), a.Cost.ScaledDecimal(), a.Charge.ScaledDecimal(), a.Partition, a.Version); err != nil {
+		cols := []any{c.start, c.customer, c.provider, c.priceKey, c.unit, c.quantity, c.events, c.cost, c.charge, c.partition, c.version}
+		for i, col := range cols {
+			if err := batch.Column(i).Append(col); err != nil {
 				batch.Abort()
-				return fmt.Errorf("append row to %s: %w", g.table, err)
+				return fmt.Errorf("append column %d of %s: %w", i, g.table, err)
 			}
 		}
 		if err := batch.Send(); err != nil {
