@@ -129,7 +129,7 @@ func OpenStore(cfg StoreConfig, log zerolog.Logger) (*Store, error) {
 		WithBlockCacheSize(16 << 20).
 		WithIndexCacheSize(16 << 20).
 		WithNumMemtables(3).
-		// Each flush and compaction builds its table in an off-heap buffer
+		// Each flush and compaction builds its table in a buffer
 		// the size of the table: with a million accounts, four compactors
 		// and 32 MiB memtables held about 300 MB of builders at once. Two
 		// compactors and 16 MiB memtables take the peak RSS at 1M
