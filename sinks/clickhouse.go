@@ -249,6 +249,22 @@ func hasLine(lines []Line, u schemas.Unit) bool {
 func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
 	c := lineColumnsPool.Get().(*lineColumns)
 	defer func() { c.reset(); lineColumnsPool.Put(c) }()
+	batch, rows, err := s.prepareLines(ctx, b, c)
+	if err != nil || batch == nil {
+		return err
+	}
+	defer batch.Abort() // no-op once sent
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("insert %d rows into rated_lines: %w", rows, err)
+	}
+	return nil
+}
+
+// prepareLines builds b's rated_lines rows in c and appends them to a new
+// insert, which it returns unsent (nil when there are no rows): all of
+// an insert's work in tariff and clickhouse-go but the encoding and the
+// network round trip of Send.
+func (s *ClickHouse) prepareLines(ctx context.Context, b *Batch, c *lineColumns) (driver.Batch, int, error) {
 	c.reset()
 	for i := range b.Events {
 		r := &b.Events[i]
@@ -304,13 +320,12 @@ func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
 	}
 	rows := len(c.time)
 	if rows == 0 {
-		return nil
+		return nil, 0, nil
 	}
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO rated_lines ("+ratedLineColumns+")")
 	if err != nil {
-		return fmt.Errorf("prepare insert into rated_lines: %w", err)
+		return nil, 0, fmt.Errorf("prepare insert into rated_lines: %w", err)
 	}
-	defer batch.Abort() // no-op once sent
 	// In ratedLineColumns order: event_date and event_time both take the time.
 	cols := []any{c.time, c.time, c.ms, c.customer, c.eventID, c.unit, c.quantity, c.price, c.cost, c.charge,
 		c.provider, c.model, c.priceKey, c.tier, c.priceVersion, c.cardID, c.cardVersion, c.source,
@@ -318,13 +333,11 @@ func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
 		c.run, c.priceProvider, c.unlined}
 	for i, col := range cols {
 		if err := batch.Column(i).Append(col); err != nil {
-			return fmt.Errorf("append column %d of rated_lines: %w", i, err)
+			batch.Abort()
+			return nil, 0, fmt.Errorf("append column %d of rated_lines: %w", i, err)
 		}
 	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("insert %d rows into rated_lines: %w", rows, err)
-	}
-	return nil
+	return batch, rows, nil
 }
 
 const aggregateColumns = "customer_id, provider, price_key, unit, quantity, events, cost, charge, partition, version"

@@ -13,7 +13,7 @@ import (
 	"github.com/tariff-dev/tariff/schemas"
 )
 
-func testClickHouse(t *testing.T) (ClickHouseConfig, *ClickHouse) {
+func testClickHouse(t testing.TB) (ClickHouseConfig, *ClickHouse) {
 	t.Helper()
 	cfg := ClickHouseConfig{Addr: testenv.ClickHouse(t), Database: testenv.Name(t, "t")}
 	ctx := context.Background()
