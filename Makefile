@@ -3,7 +3,7 @@
 # runs go vet, the unit tests with the race detector and the integration
 # tests, and stops the servers it started.
 
-.PHONY: test unit build run demo services-start services-stop bench
+.PHONY: test unit build run demo services-start services-stop bench bench-micro
 
 build:
 	go build -o tariff ./cmd/tariff
@@ -30,5 +30,13 @@ services-stop:
 	-bash scripts/kafka.sh stop
 	-bash scripts/clickhouse.sh stop
 
-bench:
+# The whole performance report (bench/README.md): starts the servers if
+# they are not running, then micro benchmarks, end to end with the bare
+# baselines and a latency run, and the growth series, into
+# bench/results/report-<date>.md.
+bench: services-start
+	go run ./bench/e2e -report
+
+# Every Go benchmark, no servers (the ClickHouse one skips).
+bench-micro:
 	go test -run '^$$' -bench . -benchmem ./...

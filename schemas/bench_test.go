@@ -30,6 +30,7 @@ func benchDecode(b *testing.B, format string, opts DecodeOptions, msg []byte, pe
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perMsg), "ns/event")
 }
 
 func BenchmarkDecodeGateway(b *testing.B) {

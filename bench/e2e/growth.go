@@ -452,7 +452,16 @@ func (g *growthRun) write(path string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	stem := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	report, err := g.render(dir, strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(report), 0o644)
+}
+
+// render returns the Markdown report, writing its charts into dir with
+// names starting with stem.
+func (g *growthRun) render(dir, stem string) (string, error) {
 	var b strings.Builder
 	o := g.o
 	fmt.Fprintf(&b, "# tariff growth, %s\n\n", g.started.UTC().Format("2006-01-02"))
@@ -574,20 +583,20 @@ func (g *growthRun) write(path string) error {
 		for _, c := range charts {
 			f, err := os.Create(filepath.Join(dir, c.file))
 			if err != nil {
-				return err
+				return "", err
 			}
 			err = c.c.Write(f)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
 			if err != nil {
-				return err
+				return "", err
 			}
 			fmt.Fprintf(&b, "![%s](%s)\n\n", c.alt, c.file)
 		}
 	}
 	fmt.Fprintf(&b, "## How to rerun\n\n`%s`\n\nWith the defaults (200,000 messages per point, 13 points) the run is sized to take under a quarter of an hour on a 2-core machine; for a larger run add `-growth-events 2000000` (each point then runs for minutes, which shrinks the share of process start in the figures).\n", g.command())
-	return os.WriteFile(path, []byte(b.String()), 0o644)
+	return b.String(), nil
 }
 
 func oneLine(s string) string {

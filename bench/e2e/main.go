@@ -81,6 +81,8 @@ type options struct {
 
 	// growth runs the growth series instead of one run (growth.go).
 	growth growthOptions
+	// report runs everything the performance report needs (report.go).
+	report bool
 }
 
 func main() {
@@ -102,8 +104,16 @@ func main() {
 	flag.BoolVar(&o.balances, "balances", false, "give every customer an account (a grant of -balance-grant USD) before the throughput run")
 	flag.StringVar(&o.balanceGrant, "balance-grant", "100", "each customer's grant with -balances, USD")
 	o.growth.flags(flag.CommandLine)
+	flag.BoolVar(&o.report, "report", false, "the whole performance report in one run: micro benchmarks, this end-to-end run with both baselines and a latency run (at -rate, default half), and the growth series; written to bench/results/report-<date>.md")
 	flag.Parse()
 	o.log = os.Stdout
+	if o.report {
+		if err := runReport(context.Background(), o); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if o.growth.on {
 		if err := runGrowth(context.Background(), o); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e:", err)
