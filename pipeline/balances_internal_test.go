@@ -2,8 +2,12 @@ package pipeline
 
 import (
 	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/rs/zerolog"
 
 	"github.com/tariff-dev/tariff/pipeline/balance"
@@ -56,5 +60,55 @@ func TestBalancesCacheGenerations(t *testing.T) {
 	}
 	if n := len(b.accounts) + len(b.oldAccounts); n > 2*maxCachedAccounts+2 {
 		t.Errorf("%d accounts loaded, want at most %d", n, 2*maxCachedAccounts+2)
+	}
+}
+
+// A state directory written with block compression (as tariff wrote it
+// before) opens and reads the same: Badger keeps each table's compression
+// in its manifest.
+func TestStoreReadsCompressedTables(t *testing.T) {
+	dir := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithCompression(options.Snappy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb := db.NewWriteBatch()
+	for i := range 20000 {
+		if err := wb.Set([]byte(fmt.Sprintf("key-%06d", i)), []byte(fmt.Sprintf("value-%06d-%s", i, strings.Repeat("x", 40)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil { // flushes the memtable into a compressed table
+		t.Fatal(err)
+	}
+	if tables, _ := filepath.Glob(filepath.Join(dir, "*.sst")); len(tables) == 0 {
+		t.Fatal("no table written: the test reads nothing compressed")
+	}
+	store, err := OpenStore(StoreConfig{Dir: dir}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	err = store.DB().View(func(txn *badger.Txn) error {
+		for _, i := range []int{0, 7777, 19999} {
+			it, err := txn.Get([]byte(fmt.Sprintf("key-%06d", i)))
+			if err != nil {
+				return err
+			}
+			v, err := it.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if want := fmt.Sprintf("value-%06d-%s", i, strings.Repeat("x", 40)); string(v) != want {
+				return fmt.Errorf("key %d: %q, want %q", i, v, want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
