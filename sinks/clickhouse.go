@@ -133,9 +133,10 @@ const ratedLineColumns = "event_date, event_time, event_ms, customer_id, event_i
 // collapses to one row; the documented queries read with FINAL, so totals
 // are exact even before the background merge runs.
 type ClickHouse struct {
-	conn driver.Conn
-	cfg  ClickHouseConfig
-	log  zerolog.Logger
+	conn    driver.Conn
+	cfg     ClickHouseConfig
+	log     zerolog.Logger
+	columns columnPool
 }
 
 // NewClickHouse connects and returns the sink. Run Migrate first.
@@ -162,7 +163,8 @@ func (s *ClickHouse) WriteBatch(ctx context.Context, b *Batch) error {
 
 // lineColumns holds one insert's rated_lines rows column by column, in the
 // order of ratedLineColumns. Appending whole columns skips the per-value
-// type switch of row appends. Pooled: a sink serves all partitions at once.
+// type switch of row appends. Kept for reuse (columnPool): a sink serves
+// all partitions at once.
 type lineColumns struct {
 	time                                []time.Time
 	ms, quantity, offset                []int64
@@ -179,9 +181,8 @@ type lineColumns struct {
 	// dims backs the events' dimension keys and values, which dimKeys
 	// and dimValues slice, instead of two slices per event.
 	dims []string
+	rows int
 }
-
-var lineColumnsPool = sync.Pool{New: func() any { return new(lineColumns) }}
 
 func (c *lineColumns) reset() {
 	c.time, c.ms, c.quantity, c.offset = c.time[:0], c.ms[:0], c.quantity[:0], c.offset[:0]
@@ -196,7 +197,7 @@ func (c *lineColumns) reset() {
 	clear(c.unlined)
 	c.run, c.priceProvider, c.unlined = c.run[:0], c.priceProvider[:0], c.unlined[:0]
 	clear(c.dims)
-	c.dims = c.dims[:0]
+	c.dims, c.rows = c.dims[:0], 0
 }
 
 // AppendUnlined appends to dst the units r's event reports a quantity for
@@ -246,28 +247,68 @@ func hasLine(lines []Line, u schemas.Unit) bool {
 	return false
 }
 
+// insertChunkRows is how many rows the sink appends to an insert before
+// sending them as one block of it (Flush). clickhouse-go makes fresh
+// column buffers for every insert and grows them row by row; in chunks
+// they grow once per insert, to a chunk, and are reused for the chunks
+// after it, instead of regrowing to the whole batch (several times its
+// size in garbage). The server still writes an insert's blocks as one
+// part: it squashes blocks of an insert up to min_insert_block_size_rows
+// (about a million) before writing.
+const insertChunkRows = 2048
+
 func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
-	c := lineColumnsPool.Get().(*lineColumns)
-	defer func() { c.reset(); lineColumnsPool.Put(c) }()
-	batch, rows, err := s.prepareLines(ctx, b, c)
-	if err != nil || batch == nil {
-		return err
+	if !hasLines(b.Events) {
+		return nil
+	}
+	c := s.columns.lines()
+	defer s.columns.putLines(c)
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO rated_lines ("+ratedLineColumns+")")
+	if err != nil {
+		return fmt.Errorf("prepare insert into rated_lines: %w", err)
 	}
 	defer batch.Abort() // no-op once sent
+	rows, from := 0, 0
+	for i := range b.Events {
+		if n := len(b.Events[i].Lines); c.rows+n > insertChunkRows && c.rows > 0 {
+			if err := appendLines(batch, b.Events[from:i], c); err != nil {
+				return err
+			}
+			rows += c.rows
+			if err := batch.Flush(); err != nil {
+				return fmt.Errorf("send %d rows of an insert into rated_lines: %w", c.rows, err)
+			}
+			from = i
+			c.reset()
+		}
+		c.rows += len(b.Events[i].Lines)
+	}
+	if err := appendLines(batch, b.Events[from:], c); err != nil {
+		return err
+	}
+	rows += c.rows
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("insert %d rows into rated_lines: %w", rows, err)
 	}
 	return nil
 }
 
-// prepareLines builds b's rated_lines rows in c and appends them to a new
-// insert, which it returns unsent (nil when there are no rows): all of
-// an insert's work in tariff and clickhouse-go but the encoding and the
-// network round trip of Send.
-func (s *ClickHouse) prepareLines(ctx context.Context, b *Batch, c *lineColumns) (driver.Batch, int, error) {
+func hasLines(events []RatedEvent) bool {
+	for i := range events {
+		if len(events[i].Lines) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// appendLines builds the rated_lines rows of events in c (reset first)
+// and appends them to batch: all of an insert's work in tariff and
+// clickhouse-go but the encoding and the network round trip.
+func appendLines(batch driver.Batch, events []RatedEvent, c *lineColumns) error {
 	c.reset()
-	for i := range b.Events {
-		r := &b.Events[i]
+	for i := range events {
+		r := &events[i]
 		ev := &r.Event
 		var keys, values []string
 		if n := len(ev.Dimensions); n > 0 {
@@ -318,13 +359,9 @@ func (s *ClickHouse) prepareLines(ctx context.Context, b *Batch, c *lineColumns)
 			c.unlined = append(c.unlined, unlined)
 		}
 	}
-	rows := len(c.time)
-	if rows == 0 {
-		return nil, 0, nil
-	}
-	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO rated_lines ("+ratedLineColumns+")")
-	if err != nil {
-		return nil, 0, fmt.Errorf("prepare insert into rated_lines: %w", err)
+	c.rows = len(c.time)
+	if c.rows == 0 {
+		return nil
 	}
 	// In ratedLineColumns order: event_date and event_time both take the time.
 	cols := []any{c.time, c.time, c.ms, c.customer, c.eventID, c.unit, c.quantity, c.price, c.cost, c.charge,
@@ -333,11 +370,10 @@ func (s *ClickHouse) prepareLines(ctx context.Context, b *Batch, c *lineColumns)
 		c.run, c.priceProvider, c.unlined}
 	for i, col := range cols {
 		if err := batch.Column(i).Append(col); err != nil {
-			batch.Abort()
-			return nil, 0, fmt.Errorf("append column %d of rated_lines: %w", i, err)
+			return fmt.Errorf("append column %d of rated_lines: %w", i, err)
 		}
 	}
-	return batch, rows, nil
+	return nil
 }
 
 const aggregateColumns = "customer_id, provider, price_key, unit, quantity, events, cost, charge, partition, version"
@@ -354,56 +390,130 @@ type aggColumns struct {
 	partition                          []int32
 }
 
-var aggColumnsPool = sync.Pool{New: func() any { return new(aggColumns) }}
-
 func (c *aggColumns) reset() {
 	c.start, c.quantity, c.events, c.version, c.partition = c.start[:0], c.quantity[:0], c.events[:0], c.version[:0], c.partition[:0]
 	c.customer, c.provider, c.priceKey, c.unit = c.customer[:0], c.provider[:0], c.priceKey[:0], c.unit[:0]
 	c.cost, c.charge = c.cost[:0], c.charge[:0]
 }
 
+// appendTo appends c's rows to batch.
+func (c *aggColumns) appendTo(batch driver.Batch, table string) error {
+	cols := []any{c.start, c.customer, c.provider, c.priceKey, c.unit, c.quantity, c.events, c.cost, c.charge, c.partition, c.version}
+	for i, col := range cols {
+		if err := batch.Column(i).Append(col); err != nil {
+			return fmt.Errorf("append column %d of %s: %w", i, table, err)
+		}
+	}
+	return nil
+}
+
 // writeAggregates inserts the batch's hourly and daily totals, each table
-// in one insert.
+// in one insert, sent in chunks of insertChunkRows rows.
 func (s *ClickHouse) writeAggregates(ctx context.Context, b *Batch) error {
-	c := aggColumnsPool.Get().(*aggColumns)
-	defer func() { c.reset(); aggColumnsPool.Put(c) }()
+	c := s.columns.aggs()
+	defer s.columns.putAggs(c)
 	for _, g := range [...]struct {
 		gran  Granularity
 		table string
 		col   string
 	}{{GranularityHour, "usage_hourly", "window_start"}, {GranularityDay, "usage_daily", "day"}} {
-		c.reset()
-		for i := range b.Aggregates {
-			a := &b.Aggregates[i]
-			if a.Granularity != g.gran {
-				continue
-			}
-			c.start = append(c.start, a.WindowStart.UTC())
-			c.customer, c.provider, c.priceKey = append(c.customer, a.CustomerID), append(c.provider, a.Provider), append(c.priceKey, a.PriceKey)
-			c.unit, c.quantity, c.events = append(c.unit, a.Unit.String()), append(c.quantity, a.Quantity), append(c.events, uint64(a.Events))
-			c.cost, c.charge = append(c.cost, a.Cost.ScaledDecimal()), append(c.charge, a.Charge.ScaledDecimal())
-			c.partition, c.version = append(c.partition, a.Partition), append(c.version, a.Version)
-		}
-		n := len(c.start)
-		if n == 0 {
-			continue
-		}
-		batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+g.table+" ("+g.col+", "+aggregateColumns+")")
-		if err != nil {
-			return fmt.Errorf("prepare insert into %s: %w", g.table, err)
-		}
-		cols := []any{c.start, c.customer, c.provider, c.priceKey, c.unit, c.quantity, c.events, c.cost, c.charge, c.partition, c.version}
-		for i, col := range cols {
-			if err := batch.Column(i).Append(col); err != nil {
-				batch.Abort()
-				return fmt.Errorf("append column %d of %s: %w", i, g.table, err)
-			}
-		}
-		if err := batch.Send(); err != nil {
-			return fmt.Errorf("insert %d rows into %s: %w", n, g.table, err)
+		if err := s.writeAggregatesOf(ctx, b, g.gran, g.table, g.col, c); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+func (s *ClickHouse) writeAggregatesOf(ctx context.Context, b *Batch, gran Granularity, table, col string, c *aggColumns) error {
+	n := 0
+	for i := range b.Aggregates {
+		if b.Aggregates[i].Granularity == gran {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+col+", "+aggregateColumns+")")
+	if err != nil {
+		return fmt.Errorf("prepare insert into %s: %w", table, err)
+	}
+	defer batch.Abort() // no-op once sent
+	c.reset()
+	for i := range b.Aggregates {
+		a := &b.Aggregates[i]
+		if a.Granularity != gran {
+			continue
+		}
+		c.start = append(c.start, a.WindowStart.UTC())
+		c.customer, c.provider, c.priceKey = append(c.customer, a.CustomerID), append(c.provider, a.Provider), append(c.priceKey, a.PriceKey)
+		c.unit, c.quantity, c.events = append(c.unit, a.Unit.String()), append(c.quantity, a.Quantity), append(c.events, uint64(a.Events))
+		c.cost, c.charge = append(c.cost, a.Cost.ScaledDecimal()), append(c.charge, a.Charge.ScaledDecimal())
+		c.partition, c.version = append(c.partition, a.Partition), append(c.version, a.Version)
+		if len(c.start) == insertChunkRows {
+			if err := c.appendTo(batch, table); err != nil {
+				return err
+			}
+			if err := batch.Flush(); err != nil {
+				return fmt.Errorf("send %d rows of an insert into %s: %w", len(c.start), table, err)
+			}
+			c.reset()
+		}
+	}
+	if len(c.start) > 0 {
+		if err := c.appendTo(batch, table); err != nil {
+			return err
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("insert %d rows into %s: %w", n, table, err)
+	}
+	return nil
+}
+
+// columnPool keeps the sink's column buffers between inserts. A
+// sync.Pool would not do: it is emptied at every garbage collection,
+// which under the memory limit runs several times a second.
+type columnPool struct {
+	mu       sync.Mutex
+	lineCols []*lineColumns
+	aggCols  []*aggColumns
+}
+
+func (p *columnPool) lines() *lineColumns {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.lineCols); n > 0 {
+		c := p.lineCols[n-1]
+		p.lineCols = p.lineCols[:n-1]
+		return c
+	}
+	return new(lineColumns)
+}
+
+func (p *columnPool) putLines(c *lineColumns) {
+	c.reset()
+	p.mu.Lock()
+	p.lineCols = append(p.lineCols, c)
+	p.mu.Unlock()
+}
+
+func (p *columnPool) aggs() *aggColumns {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.aggCols); n > 0 {
+		c := p.aggCols[n-1]
+		p.aggCols = p.aggCols[:n-1]
+		return c
+	}
+	return new(aggColumns)
+}
+
+func (p *columnPool) putAggs(c *aggColumns) {
+	c.reset()
+	p.mu.Lock()
+	p.aggCols = append(p.aggCols, c)
+	p.mu.Unlock()
 }
 
 func (s *ClickHouse) Close() error { return s.conn.Close() }
