@@ -38,10 +38,12 @@ type Config struct {
 	// Balances holds the plan catalog of the admin API.
 	Balances BalancesConfig `yaml:"balances"`
 	// MemoryLimit is a soft limit on the Go heap, in bytes: past it the
-	// garbage collector works harder rather than let the process grow.
-	// Default 469762048 (448 MiB, leaving room under a 512 MiB budget for
-	// what Go does not count); 0 disables it. The GOMEMLIMIT environment
-	// variable, when set, wins.
+	// garbage collector works harder rather than let the process grow; 0
+	// disables it. Unset, it is 85% of the memory limit of the container
+	// (control group) tariff runs in, and none outside one (memlimit.go).
+	// Set it well above the live heap: a limit the heap nears makes the
+	// collector run all the time. The GOMEMLIMIT environment variable,
+	// when set, wins.
 	MemoryLimit *int64 `yaml:"memory_limit"`
 }
 
@@ -224,10 +226,6 @@ func (c *Config) SetDefaults() {
 	}
 	c.Ops.SetDefaults()
 	c.Webhooks.SetDefaults()
-	if c.MemoryLimit == nil {
-		v := int64(448 << 20)
-		c.MemoryLimit = &v
-	}
 }
 
 // Validate names every bad field with what was expected.

@@ -146,8 +146,14 @@ func isTerminal(w io.Writer) bool {
 // the sinks, the state store and the embedded broker.
 func runTariff(ctx context.Context, cfg *Config, opt runOptions) error {
 	log := newLogger(cfg.Log, opt.stderr)
-	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.MemoryLimit != nil && *cfg.MemoryLimit > 0 {
-		debug.SetMemoryLimit(*cfg.MemoryLimit)
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		log.Info().Str("GOMEMLIMIT", os.Getenv("GOMEMLIMIT")).Msg("memory limit from the environment")
+	} else {
+		limit, from := memoryLimit(cfg.MemoryLimit, readSystemFile)
+		if limit > 0 {
+			debug.SetMemoryLimit(limit)
+		}
+		log.Info().Int64("memory_limit_mib", limit>>20).Str("from", from).Msg("memory limit")
 	}
 	var closers []namedCloser
 	defer func() {
