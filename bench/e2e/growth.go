@@ -373,8 +373,8 @@ func machine() string {
 
 func (g *growthRun) command() string {
 	o := g.o
-	return fmt.Sprintf("go run ./bench/e2e -growth -growth-events %d -growth-customers %s -growth-models %s -growth-partitions %s -customers %d -models %s -partitions %d -balance-grant %s -memory-limit %s",
-		o.growth.events, quoteList(o.growth.customers), quoteList(o.growth.models), quoteList(o.growth.partitions), o.customers, o.models, o.partitions, o.balanceGrant, o.memLimit)
+	return fmt.Sprintf("go run ./bench/e2e -growth -growth-events %d -growth-customers %s -growth-models %s -growth-partitions %s -customers %d -models %s -partitions %d -balance-grant %s%s",
+		o.growth.events, quoteList(o.growth.customers), quoteList(o.growth.models), quoteList(o.growth.partitions), o.customers, o.models, o.partitions, o.balanceGrant, o.memLimitFlag())
 }
 
 func quoteList(s string) string {
@@ -469,8 +469,8 @@ func (g *growthRun) render(dir, stem string) (string, error) {
 	fmt.Fprintf(&b, "Command: `%s`%s\n\n", g.command(), revision())
 	rss, cpu := g.verdicts()
 	fmt.Fprintf(&b, "## Targets\n\n- Peak RSS of the tariff process at most 512 MiB with 1,000,000 customers with balances: %s.\n- Cost per event flat (within 20%%) from 1k to 1M customers: %s.\n\n", rss, cpu)
-	fmt.Fprintf(&b, "Each point is the throughput run of `go run ./bench/e2e` on fresh topics and a fresh ClickHouse database: a loadgen stream of %d messages (gateway, LiteLLM, OpenRouter and meter; 2%% duplicates, 0.5%% malformed) published first, then `tariff run` (its defaults, memory_limit %s) reading it as fast as it can. events/s counts unique events from process start (group join, changelog replay, account loading) until the group has committed every input offset; CPU is the process's user+system time from /proc over the same span. The steady figures leave process start out: they run from the first moment the group was seen to have committed anything (polled every 100 ms; the process had joined, loaded its state and made a batch durable) to the end, over the events of the messages committed in that span. Peak RSS is the kernel's high-water mark (VmHWM) over the process's whole life. Exact: ClickHouse's usage_daily totals per customer, price entry and unit equal to the generator's independent decimal expectation.\n\n",
-		o.growth.events, o.memLimit)
+	fmt.Fprintf(&b, "Each point is the throughput run of `go run ./bench/e2e` on fresh topics and a fresh ClickHouse database: a loadgen stream of %d messages (gateway, LiteLLM, OpenRouter and meter; 2%% duplicates, 0.5%% malformed) published first, then `tariff run` (its defaults, %s) reading it as fast as it can. events/s counts unique events from process start (group join, changelog replay, account loading) until the group has committed every input offset; CPU is the process's user+system time from /proc over the same span. The steady figures leave process start out: they run from the first moment the group was seen to have committed anything (polled every 100 ms; the process had joined, loaded its state and made a batch durable) to the end, over the events of the messages committed in that span. Peak RSS is the kernel's high-water mark (VmHWM) over the process's whole life. Exact: ClickHouse's usage_daily totals per customer, price entry and unit equal to the generator's independent decimal expectation.\n\n",
+		o.growth.events, o.memLimitText())
 	fmt.Fprintf(&b, "Models: `-models N` takes the first N of loadgen's popular chat models (then the rest of the bundled price map in key order) for gateway, LiteLLM and meter messages, and the first N of OpenRouter's slugs for OpenRouter messages; `all` takes every priced chat model of the map. \"price entries\" is how many distinct entries of the price map those resolve to, the x axis of the models charts.\n\n")
 	fmt.Fprintf(&b, "Held fixed: %d customers, models %q, %d partitions. In the customers series every customer has an account first: one grant of %s USD per customer on a command topic, applied by a first tariff process that reads only that topic; the measured process starts on that state with every account loaded. Peak RSS there is the larger of the two processes'; balance alerts are the alerts the measured process emitted (customers whose usage crossed a threshold of their grant).\n\n",
 		o.customers, o.models, o.partitions, o.balanceGrant)

@@ -92,7 +92,7 @@ func main() {
 	flag.IntVar(&o.events, "events", 500_000, "messages in the throughput stream")
 	flag.IntVar(&o.customers, "customers", 100_000, "customers in the streams")
 	flag.IntVar(&o.partitions, "partitions", 4, "partitions of each input topic")
-	flag.StringVar(&o.memLimit, "memory-limit", "469762048", "tariff's memory_limit in bytes (0: none)")
+	flag.StringVar(&o.memLimit, "memory-limit", "", "tariff's memory_limit in bytes (0: none; empty: tariff's default, from the container's limit)")
 	flag.StringVar(&o.bin, "tariff", "", "tariff binary (default: built from ./cmd/tariff)")
 	flag.StringVar(&o.out, "out", "", "report file (default bench/results/e2e-<date>.md; - for standard output only)")
 	flag.BoolVar(&o.chBaseline, "clickhouse-baseline", true, "also insert the same rows with a bare clickhouse-go writer")
@@ -204,6 +204,22 @@ func (o *options) streamConfig(n int, topics loadgen.Topics) loadgen.Config {
 	}
 	cfg.Start = time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
 	return cfg
+}
+
+// memLimitFlag is the -memory-limit flag as given, for a command line.
+func (o *options) memLimitFlag() string {
+	if o.memLimit == "" {
+		return ""
+	}
+	return " -memory-limit " + o.memLimit
+}
+
+// memLimitText says which memory_limit tariff ran with.
+func (o *options) memLimitText() string {
+	if o.memLimit == "" {
+		return "memory_limit unset: tariff's default, 85% of the container's memory limit, none outside one"
+	}
+	return "memory_limit " + o.memLimit
 }
 
 func (o *options) logf(format string, a ...any) {
@@ -432,8 +448,11 @@ func startTariff(o options, spec tariffSpec) (*tariffProc, error) {
 	if spec.alerts != "" {
 		y += "  alerts_topic: " + spec.alerts + "\n"
 	}
-	y += fmt.Sprintf("clickhouse:\n  enabled: \"true\"\n  addr: %s\n  database: %s\nstate:\n  dir: %s\nprices:\n  markup: \"30\"\nlog:\n  level: warn\n  format: json\nops:\n  listen: \"off\"\nmemory_limit: %s\n",
-		o.clickhouse, spec.group, state, o.memLimit)
+	y += fmt.Sprintf("clickhouse:\n  enabled: \"true\"\n  addr: %s\n  database: %s\nstate:\n  dir: %s\nprices:\n  markup: \"30\"\nlog:\n  level: warn\n  format: json\nops:\n  listen: \"off\"\n",
+		o.clickhouse, spec.group, state)
+	if o.memLimit != "" {
+		y += "memory_limit: " + o.memLimit + "\n"
+	}
 	conf := filepath.Join(dir, "tariff.yaml")
 	if err := os.WriteFile(conf, []byte(y), 0o644); err != nil {
 		os.RemoveAll(dir)
@@ -510,7 +529,7 @@ func (out *outcome) render() string {
 	o, exp, st, base, tr, bw, lat := out.o, out.exp, out.st, out.base, out.tput, out.bw, out.lat
 	var b strings.Builder
 	fmt.Fprintf(&b, "# tariff end to end, %s\n\n", time.Now().UTC().Format("2006-01-02"))
-	cmd := fmt.Sprintf("go run ./bench/e2e -events %d -customers %d -partitions %d -memory-limit %s", o.events, o.customers, o.partitions, o.memLimit)
+	cmd := fmt.Sprintf("go run ./bench/e2e -events %d -customers %d -partitions %d%s", o.events, o.customers, o.partitions, o.memLimitFlag())
 	if o.models != "" && o.models != loadgen.ModelsDefault {
 		cmd += " -models " + o.models
 	}
@@ -523,8 +542,8 @@ func (out *outcome) render() string {
 	if o.rate != "" {
 		cmd += fmt.Sprintf(" -rate %s -latency-events %d -poll %s -grant %s", o.rate, o.latencyEvents, o.poll, o.grant)
 	}
-	fmt.Fprintf(&b, "Machine: %d cores (GOMAXPROCS %d), the Kafka broker and ClickHouse %s on the same machine. Command: `%s`. tariff runs as its own process (`tariff run`); its CPU time is the process's user+system time from /proc, its peak RSS the kernel's high-water mark (VmHWM).\n\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), out.chVersion, cmd)
+	fmt.Fprintf(&b, "Machine: %d cores (GOMAXPROCS %d), the Kafka broker and ClickHouse %s on the same machine. Command: `%s`. tariff runs as its own process (`tariff run`, %s); its CPU time is the process's user+system time from /proc, its peak RSS the kernel's high-water mark (VmHWM).\n\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), out.chVersion, cmd, o.memLimitText())
 	fmt.Fprintf(&b, "## Throughput\n\nStream: %d messages (gateway, LiteLLM, OpenRouter, meter), %d unique events, %d duplicate messages, %d malformed; published in %s.\n\n",
 		st.Messages, exp.Counts.Events, exp.Counts.Duplicates, exp.Counts.Malformed, st.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(&b, "| run | wall | messages/s | events/s | CPU s | CPU s per million events | peak RSS |\n|---|---|---|---|---|---|---|\n")

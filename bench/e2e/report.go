@@ -181,7 +181,7 @@ func runReport(ctx context.Context, o options) error {
 
 // reportCommand is the command line that reruns this report.
 func (o *options) reportCommand() string {
-	cmd := fmt.Sprintf("go run ./bench/e2e -report -events %d -customers %d -partitions %d -memory-limit %s", o.events, o.customers, o.partitions, o.memLimit)
+	cmd := fmt.Sprintf("go run ./bench/e2e -report -events %d -customers %d -partitions %d%s", o.events, o.customers, o.partitions, o.memLimitFlag())
 	g := o.growth
 	cmd += fmt.Sprintf(" -growth-events %d -growth-customers %s -growth-models %s -growth-partitions %s", g.events, quoteList(g.customers), quoteList(g.models), quoteList(g.partitions))
 	return cmd
