@@ -137,6 +137,7 @@ type ClickHouse struct {
 	cfg     ClickHouseConfig
 	log     zerolog.Logger
 	columns columnPool
+	group   groupCommit
 }
 
 // NewClickHouse connects and returns the sink. Run Migrate first.
@@ -152,13 +153,22 @@ func NewClickHouse(ctx context.Context, cfg ClickHouseConfig, log zerolog.Logger
 // Conn exposes the connection (for queries in tests and reports).
 func (s *ClickHouse) Conn() driver.Conn { return s.conn }
 
+// WriteBatch writes b's rated lines and aggregates. Batches that arrive
+// while an insert is in flight are written together by the next one
+// (groupCommit): the partitions' workers share inserts, so ClickHouse gets
+// a few large inserts a second instead of three per batch per partition,
+// and makes fewer parts to merge.
 func (s *ClickHouse) WriteBatch(ctx context.Context, b *Batch) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout)
-	defer cancel()
-	if err := s.writeLines(ctx, b); err != nil {
-		return err
-	}
-	return s.writeAggregates(ctx, b)
+	return s.group.do(b, func(batches []*Batch) error {
+		// The writer's caller waiting or not, the insert runs to its end:
+		// the batches of the others are in it.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.InsertTimeout)
+		defer cancel()
+		if err := s.writeLines(ctx, batches); err != nil {
+			return err
+		}
+		return s.writeAggregates(ctx, batches)
+	})
 }
 
 // lineColumns holds one insert's rated_lines rows column by column, in the
@@ -257,8 +267,8 @@ func hasLine(lines []Line, u schemas.Unit) bool {
 // (about a million) before writing.
 const insertChunkRows = 2048
 
-func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
-	if !hasLines(b.Events) {
+func (s *ClickHouse) writeLines(ctx context.Context, batches []*Batch) error {
+	if !hasLines(batches) {
 		return nil
 	}
 	c := s.columns.lines()
@@ -268,22 +278,25 @@ func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
 		return fmt.Errorf("prepare insert into rated_lines: %w", err)
 	}
 	defer batch.Abort() // no-op once sent
-	rows, from := 0, 0
-	for i := range b.Events {
-		if n := len(b.Events[i].Lines); c.rows+n > insertChunkRows && c.rows > 0 {
-			if err := appendLines(batch, b.Events[from:i], c); err != nil {
-				return err
+	rows := 0
+	c.reset()
+	for _, b := range batches {
+		for i := range b.Events {
+			r := &b.Events[i]
+			if c.rows+len(r.Lines) > insertChunkRows && c.rows > 0 {
+				if err := c.appendTo(batch); err != nil {
+					return err
+				}
+				rows += c.rows
+				if err := batch.Flush(); err != nil {
+					return fmt.Errorf("send %d rows of an insert into rated_lines: %w", c.rows, err)
+				}
+				c.reset()
 			}
-			rows += c.rows
-			if err := batch.Flush(); err != nil {
-				return fmt.Errorf("send %d rows of an insert into rated_lines: %w", c.rows, err)
-			}
-			from = i
-			c.reset()
+			c.add(r)
 		}
-		c.rows += len(b.Events[i].Lines)
 	}
-	if err := appendLines(batch, b.Events[from:], c); err != nil {
+	if err := c.appendTo(batch); err != nil {
 		return err
 	}
 	rows += c.rows
@@ -293,10 +306,12 @@ func (s *ClickHouse) writeLines(ctx context.Context, b *Batch) error {
 	return nil
 }
 
-func hasLines(events []RatedEvent) bool {
-	for i := range events {
-		if len(events[i].Lines) > 0 {
-			return true
+func hasLines(batches []*Batch) bool {
+	for _, b := range batches {
+		for i := range b.Events {
+			if len(b.Events[i].Lines) > 0 {
+				return true
+			}
 		}
 	}
 	return false
@@ -308,58 +323,67 @@ func hasLines(events []RatedEvent) bool {
 func appendLines(batch driver.Batch, events []RatedEvent, c *lineColumns) error {
 	c.reset()
 	for i := range events {
-		r := &events[i]
-		ev := &r.Event
-		var keys, values []string
-		if n := len(ev.Dimensions); n > 0 {
-			at := len(c.dims)
-			for _, d := range ev.Dimensions {
-				c.dims = append(c.dims, d.Key)
-			}
-			for _, d := range ev.Dimensions {
-				c.dims = append(c.dims, d.Value)
-			}
-			keys, values = c.dims[at:at+n:at+n], c.dims[at+n:at+2*n:at+2*n]
+		c.add(&events[i])
+	}
+	return c.appendTo(batch)
+}
+
+// add appends r's rows.
+func (c *lineColumns) add(r *RatedEvent) {
+	ev := &r.Event
+	var keys, values []string
+	if n := len(ev.Dimensions); n > 0 {
+		at := len(c.dims)
+		for _, d := range ev.Dimensions {
+			c.dims = append(c.dims, d.Key)
 		}
-		t := ev.Time.UTC()
-		c.text = AppendUnlined(c.text[:0], r)
-		unlined := ""
-		if len(c.text) > 0 {
-			unlined = string(c.text) // one string shared by the event's rows
+		for _, d := range ev.Dimensions {
+			c.dims = append(c.dims, d.Value)
 		}
-		for _, l := range r.Lines {
-			c.time = append(c.time, t)
-			c.ms = append(c.ms, t.UnixMilli())
-			c.customer = append(c.customer, ev.CustomerID)
-			c.eventID = append(c.eventID, ev.ID)
-			c.unit = append(c.unit, l.Unit.String())
-			c.quantity = append(c.quantity, l.Quantity)
-			// Exact: prices have PriceScale (24) digits and costs at most as
-			// many (quantity x price), matching the columns' scales; charges
-			// have Scale (28) digits, matching charge's.
-			c.price = append(c.price, l.UnitPrice.ScaledDecimal())
-			c.cost = append(c.cost, l.Cost.ScaledDecimal())
-			c.charge = append(c.charge, l.Charge.ScaledDecimal())
-			c.provider = append(c.provider, ev.Provider)
-			c.model = append(c.model, ev.Model)
-			c.priceKey = append(c.priceKey, r.PriceKey)
-			c.tier = append(c.tier, ev.Tier.String())
-			c.priceVersion = append(c.priceVersion, r.PriceVersion)
-			c.cardID = append(c.cardID, r.RateCardID)
-			c.cardVersion = append(c.cardVersion, r.RateCardVersion)
-			c.source = append(c.source, string(ev.Source))
-			c.dimKeys = append(c.dimKeys, keys)
-			c.dimValues = append(c.dimValues, values)
-			c.topic = append(c.topic, r.Topic)
-			c.partition = append(c.partition, int32(r.Partition))
-			c.offset = append(c.offset, r.Offset)
-			c.ratedAt = append(c.ratedAt, r.RatedAt.UTC())
-			c.run = append(c.run, r.Run)
-			c.priceProvider = append(c.priceProvider, r.Provider)
-			c.unlined = append(c.unlined, unlined)
-		}
+		keys, values = c.dims[at:at+n:at+n], c.dims[at+n:at+2*n:at+2*n]
+	}
+	t := ev.Time.UTC()
+	c.text = AppendUnlined(c.text[:0], r)
+	unlined := ""
+	if len(c.text) > 0 {
+		unlined = string(c.text) // one string shared by the event's rows
+	}
+	for _, l := range r.Lines {
+		c.time = append(c.time, t)
+		c.ms = append(c.ms, t.UnixMilli())
+		c.customer = append(c.customer, ev.CustomerID)
+		c.eventID = append(c.eventID, ev.ID)
+		c.unit = append(c.unit, l.Unit.String())
+		c.quantity = append(c.quantity, l.Quantity)
+		// Exact: prices have PriceScale (24) digits and costs at most as
+		// many (quantity x price), matching the columns' scales; charges
+		// have Scale (28) digits, matching charge's.
+		c.price = append(c.price, l.UnitPrice.ScaledDecimal())
+		c.cost = append(c.cost, l.Cost.ScaledDecimal())
+		c.charge = append(c.charge, l.Charge.ScaledDecimal())
+		c.provider = append(c.provider, ev.Provider)
+		c.model = append(c.model, ev.Model)
+		c.priceKey = append(c.priceKey, r.PriceKey)
+		c.tier = append(c.tier, ev.Tier.String())
+		c.priceVersion = append(c.priceVersion, r.PriceVersion)
+		c.cardID = append(c.cardID, r.RateCardID)
+		c.cardVersion = append(c.cardVersion, r.RateCardVersion)
+		c.source = append(c.source, string(ev.Source))
+		c.dimKeys = append(c.dimKeys, keys)
+		c.dimValues = append(c.dimValues, values)
+		c.topic = append(c.topic, r.Topic)
+		c.partition = append(c.partition, int32(r.Partition))
+		c.offset = append(c.offset, r.Offset)
+		c.ratedAt = append(c.ratedAt, r.RatedAt.UTC())
+		c.run = append(c.run, r.Run)
+		c.priceProvider = append(c.priceProvider, r.Provider)
+		c.unlined = append(c.unlined, unlined)
 	}
 	c.rows = len(c.time)
+}
+
+// appendTo appends the rows to batch.
+func (c *lineColumns) appendTo(batch driver.Batch) error {
 	if c.rows == 0 {
 		return nil
 	}
@@ -409,7 +433,7 @@ func (c *aggColumns) appendTo(batch driver.Batch, table string) error {
 
 // writeAggregates inserts the batch's hourly and daily totals, each table
 // in one insert, sent in chunks of insertChunkRows rows.
-func (s *ClickHouse) writeAggregates(ctx context.Context, b *Batch) error {
+func (s *ClickHouse) writeAggregates(ctx context.Context, batches []*Batch) error {
 	c := s.columns.aggs()
 	defer s.columns.putAggs(c)
 	for _, g := range [...]struct {
@@ -417,18 +441,20 @@ func (s *ClickHouse) writeAggregates(ctx context.Context, b *Batch) error {
 		table string
 		col   string
 	}{{GranularityHour, "usage_hourly", "window_start"}, {GranularityDay, "usage_daily", "day"}} {
-		if err := s.writeAggregatesOf(ctx, b, g.gran, g.table, g.col, c); err != nil {
+		if err := s.writeAggregatesOf(ctx, batches, g.gran, g.table, g.col, c); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *ClickHouse) writeAggregatesOf(ctx context.Context, b *Batch, gran Granularity, table, col string, c *aggColumns) error {
+func (s *ClickHouse) writeAggregatesOf(ctx context.Context, batches []*Batch, gran Granularity, table, col string, c *aggColumns) error {
 	n := 0
-	for i := range b.Aggregates {
-		if b.Aggregates[i].Granularity == gran {
-			n++
+	for _, b := range batches {
+		for i := range b.Aggregates {
+			if b.Aggregates[i].Granularity == gran {
+				n++
+			}
 		}
 	}
 	if n == 0 {
@@ -440,24 +466,26 @@ func (s *ClickHouse) writeAggregatesOf(ctx context.Context, b *Batch, gran Granu
 	}
 	defer batch.Abort() // no-op once sent
 	c.reset()
-	for i := range b.Aggregates {
-		a := &b.Aggregates[i]
-		if a.Granularity != gran {
-			continue
-		}
-		c.start = append(c.start, a.WindowStart.UTC())
-		c.customer, c.provider, c.priceKey = append(c.customer, a.CustomerID), append(c.provider, a.Provider), append(c.priceKey, a.PriceKey)
-		c.unit, c.quantity, c.events = append(c.unit, a.Unit.String()), append(c.quantity, a.Quantity), append(c.events, uint64(a.Events))
-		c.cost, c.charge = append(c.cost, a.Cost.ScaledDecimal()), append(c.charge, a.Charge.ScaledDecimal())
-		c.partition, c.version = append(c.partition, a.Partition), append(c.version, a.Version)
-		if len(c.start) == insertChunkRows {
-			if err := c.appendTo(batch, table); err != nil {
-				return err
+	for _, b := range batches {
+		for i := range b.Aggregates {
+			a := &b.Aggregates[i]
+			if a.Granularity != gran {
+				continue
 			}
-			if err := batch.Flush(); err != nil {
-				return fmt.Errorf("send %d rows of an insert into %s: %w", len(c.start), table, err)
+			c.start = append(c.start, a.WindowStart.UTC())
+			c.customer, c.provider, c.priceKey = append(c.customer, a.CustomerID), append(c.provider, a.Provider), append(c.priceKey, a.PriceKey)
+			c.unit, c.quantity, c.events = append(c.unit, a.Unit.String()), append(c.quantity, a.Quantity), append(c.events, uint64(a.Events))
+			c.cost, c.charge = append(c.cost, a.Cost.ScaledDecimal()), append(c.charge, a.Charge.ScaledDecimal())
+			c.partition, c.version = append(c.partition, a.Partition), append(c.version, a.Version)
+			if len(c.start) == insertChunkRows {
+				if err := c.appendTo(batch, table); err != nil {
+					return err
+				}
+				if err := batch.Flush(); err != nil {
+					return fmt.Errorf("send %d rows of an insert into %s: %w", len(c.start), table, err)
+				}
+				c.reset()
 			}
-			c.reset()
 		}
 	}
 	if len(c.start) > 0 {
