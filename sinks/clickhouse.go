@@ -501,47 +501,47 @@ func (s *ClickHouse) writeAggregatesOf(ctx context.Context, batches []*Batch, gr
 
 // columnPool keeps the sink's column buffers between inserts. A
 // sync.Pool would not do: it is emptied at every garbage collection,
-// which under the memory limit runs several times a second.
+// which under a memory limit can run several times a second.
 type columnPool struct {
-	mu       sync.Mutex
-	lineCols []*lineColumns
-	aggCols  []*aggColumns
+	lineCols freeList[lineColumns]
+	aggCols  freeList[aggColumns]
 }
 
-func (p *columnPool) lines() *lineColumns {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n := len(p.lineCols); n > 0 {
-		c := p.lineCols[n-1]
-		p.lineCols = p.lineCols[:n-1]
-		return c
-	}
-	return new(lineColumns)
-}
+func (p *columnPool) lines() *lineColumns { return p.lineCols.get() }
+func (p *columnPool) aggs() *aggColumns   { return p.aggCols.get() }
 
 func (p *columnPool) putLines(c *lineColumns) {
 	c.reset()
-	p.mu.Lock()
-	p.lineCols = append(p.lineCols, c)
-	p.mu.Unlock()
-}
-
-func (p *columnPool) aggs() *aggColumns {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n := len(p.aggCols); n > 0 {
-		c := p.aggCols[n-1]
-		p.aggCols = p.aggCols[:n-1]
-		return c
-	}
-	return new(aggColumns)
+	p.lineCols.put(c)
 }
 
 func (p *columnPool) putAggs(c *aggColumns) {
 	c.reset()
-	p.mu.Lock()
-	p.aggCols = append(p.aggCols, c)
-	p.mu.Unlock()
+	p.aggCols.put(c)
+}
+
+// freeList holds values for reuse; the zero value is empty and ready.
+type freeList[T any] struct {
+	mu    sync.Mutex
+	items []*T
+}
+
+// get returns a value put back earlier, or a new one.
+func (f *freeList[T]) get() *T {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.items); n > 0 {
+		x := f.items[n-1]
+		f.items = f.items[:n-1]
+		return x
+	}
+	return new(T)
+}
+
+func (f *freeList[T]) put(x *T) {
+	f.mu.Lock()
+	f.items = append(f.items, x)
+	f.mu.Unlock()
 }
 
 func (s *ClickHouse) Close() error { return s.conn.Close() }

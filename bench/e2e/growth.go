@@ -193,6 +193,11 @@ func runGrowth(ctx context.Context, o options) error {
 		return err
 	}
 	fmt.Printf("report: %s\n", path)
+	return g.failures()
+}
+
+// failures names the points that failed or were not exact, if any.
+func (g *growthRun) failures() error {
 	var failed []string
 	for _, p := range g.points {
 		if p.err != nil || p.diffs != 0 {
@@ -200,7 +205,7 @@ func runGrowth(ctx context.Context, o options) error {
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("points not exact or failed: %s", strings.Join(failed, "; "))
+		return fmt.Errorf("growth points not exact or failed: %s", strings.Join(failed, "; "))
 	}
 	return nil
 }

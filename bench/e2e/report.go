@@ -167,16 +167,7 @@ func runReport(ctx context.Context, o options) error {
 		return err
 	}
 	fmt.Printf("report: %s\n", path)
-	var failed []string
-	for _, p := range g.points {
-		if p.err != nil || p.diffs != 0 {
-			failed = append(failed, fmt.Sprintf("%s=%s: %s", p.series, p.value, p.exact()))
-		}
-	}
-	if len(failed) > 0 {
-		return fmt.Errorf("growth points not exact or failed: %s", strings.Join(failed, "; "))
-	}
-	return nil
+	return g.failures()
 }
 
 // reportCommand is the command line that reruns this report.
