@@ -34,10 +34,11 @@ type writerResult struct {
 func (w writerResult) rowsPerSec() float64 { return float64(w.rows) / w.busy.Seconds() }
 
 // bareWriter inserts the rated lines of the generator's stream into a
-// scratch copy of rated_lines with clickhouse-go alone, the way tariff's
-// sink does (one insert per batch of batchMessages messages of one
-// partition number, one writer per partition, whole-column appends), and
-// measures only the inserting.
+// scratch copy of rated_lines with clickhouse-go alone, in batches as
+// large as tariff's at full speed (one insert per batch of batchMessages
+// messages of one partition number, one writer per partition,
+// whole-column appends; tariff's sink also shares inserts between
+// partitions and sends them in chunks), and measures only the inserting.
 //
 // The rows are made outside the timed part: the stream is generated again
 // (the generator is deterministic), each fresh message's events are those

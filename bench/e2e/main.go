@@ -577,7 +577,7 @@ func (out *outcome) render() string {
 	}
 	if bw != nil {
 		tariffRows := float64(bw.rows) / tr.wall.Seconds()
-		fmt.Fprintf(&b, "\n## Bare ClickHouse writer\n\nThe same %d rated-line rows (the stream's events rated with the same prices and markup; same columns, partitions and offsets), inserted with clickhouse-go alone into `%s` (a copy of rated_lines): one insert per %d messages of one partition, %d writers at once, as tariff's sink does at full speed. Only the inserts are timed (building the columns, prepare, send); the rows are made beforehand, a round of %d batches at a time.\n\n",
+		fmt.Fprintf(&b, "\n## Bare ClickHouse writer\n\nThe same %d rated-line rows (the stream's events rated with the same prices and markup; same columns, partitions and offsets), inserted with clickhouse-go alone into `%s` (a copy of rated_lines): one insert per %d messages of one partition, %d writers at once: batches as large as tariff's at full speed. Only the inserts are timed (building the columns, prepare, send); the rows are made beforehand, a round of %d batches at a time.\n\n",
 			bw.rows, bw.table, o.batchMessages, o.partitions, 2*o.partitions)
 		fmt.Fprintf(&b, "| writer | rows | inserts | time inserting | rows/s |\n|---|---|---|---|---|\n")
 		fmt.Fprintf(&b, "| bare clickhouse-go | %d | %d | %s | %.0f |\n", bw.rows, bw.inserts, bw.busy.Round(time.Millisecond), bw.rowsPerSec())
