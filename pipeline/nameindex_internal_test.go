@@ -69,9 +69,17 @@ func TestNameIndexCompacts(t *testing.T) {
 	v.forget(0)
 	v.forget(1)
 	v.forget(2)
-	var after int
+	var after, heads, live int
 	for i := range v.shards {
 		after += len(v.shards[i].index.names)
+		heads += len(v.shards[i].index.heads)
+		live += v.shards[i].index.live
+	}
+	// forget unlinks by the hash of the stored id (maphash.Bytes), which
+	// must be the hash the id was filed under (maphash.String): then no
+	// hash is left pointing at a removed entry.
+	if heads != live || live != 5000 {
+		t.Errorf("%d hashes filed for %d live ids, want 5000 of each", heads, live)
 	}
 	// Each shard compacts once its unused ids are at least half of its
 	// arena (and 4 KiB): here after the second forget.
