@@ -317,17 +317,6 @@ func hasLines(batches []*Batch) bool {
 	return false
 }
 
-// appendLines builds the rated_lines rows of events in c (reset first)
-// and appends them to batch: all of an insert's work in tariff and
-// clickhouse-go but the encoding and the network round trip.
-func appendLines(batch driver.Batch, events []RatedEvent, c *lineColumns) error {
-	c.reset()
-	for i := range events {
-		c.add(&events[i])
-	}
-	return c.appendTo(batch)
-}
-
 // add appends r's rows.
 func (c *lineColumns) add(r *RatedEvent) {
 	ev := &r.Event
