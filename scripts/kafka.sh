@@ -144,8 +144,13 @@ java_cp() { java -cp "$JARS/*" -Dlog4j.configuration="file:$LOG4J" "$@"; }
 format_storage() {
   [[ -f $KAFKA_DATA_DIR/meta.properties ]] && return 0
   local id
-  # A cluster id is 16 random bytes in URL-safe base64 without padding.
-  id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  # A cluster id is 16 random bytes in URL-safe base64 without padding. One
+  # starting with "-" would be read as an option (Kafka's own random ids
+  # never start with one either), so draw again.
+  id=-
+  while [[ $id == -* ]]; do
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  done
   log "formatting $KAFKA_DATA_DIR (cluster id $id)"
   java_cp kafka.tools.StorageTool format -t "$id" -c "$CONF" >>"$LOGFILE" 2>&1 \
     || { tail -n 30 "$LOGFILE" >&2; die "storage format failed"; }
