@@ -171,6 +171,27 @@ func (s *ClickHouse) WriteBatch(ctx context.Context, b *Batch) error {
 	})
 }
 
+// RatedLineColumns is the sink's column list for rated_lines, for
+// writers outside it that must insert exactly its rows (the benchmark's
+// bare writer).
+const RatedLineColumns = ratedLineColumns
+
+// LineColumns builds rated_lines rows the way the sink does, for writers
+// outside it; the zero value is empty and ready.
+type LineColumns struct{ c lineColumns }
+
+// Reset empties the columns, keeping their storage.
+func (l *LineColumns) Reset() { l.c.reset() }
+
+// Add appends r's rows, one per line.
+func (l *LineColumns) Add(r *RatedEvent) { l.c.add(r) }
+
+// Rows is how many rows the columns hold.
+func (l *LineColumns) Rows() int { return l.c.rows }
+
+// AppendTo appends the rows to an insert of RatedLineColumns.
+func (l *LineColumns) AppendTo(batch driver.Batch) error { return l.c.appendTo(batch) }
+
 // lineColumns holds one insert's rated_lines rows column by column, in the
 // order of ratedLineColumns. Appending whole columns skips the per-value
 // type switch of row appends. Kept for reuse (columnPool): a sink serves

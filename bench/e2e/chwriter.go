@@ -8,7 +8,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/segmentio/kafka-go"
-	"github.com/shopspring/decimal"
 
 	"github.com/tariff-dev/tariff/bench/loadgen"
 	"github.com/tariff-dev/tariff/pipeline"
@@ -16,13 +15,6 @@ import (
 	"github.com/tariff-dev/tariff/rating/bundled"
 	"github.com/tariff-dev/tariff/sinks"
 )
-
-// bareColumns is the column list of tariff's ClickHouse sink for
-// rated_lines (sinks.ratedLineColumns), in the same order: the bare writer
-// inserts exactly the rows tariff inserts.
-const bareColumns = "event_date, event_time, event_ms, customer_id, event_id, unit, quantity, unit_price, cost, charge, " +
-	"provider, model, price_key, service_tier, price_version, rate_card_id, rate_card_version, source, " +
-	"dim_keys, dim_values, kafka_topic, kafka_partition, kafka_offset, rated_at"
 
 // writerResult is the bare ClickHouse writer's run.
 type writerResult struct {
@@ -159,62 +151,28 @@ func insertRound(ctx context.Context, conn driver.Conn, table string, batches []
 	return rows, time.Since(start), firstErr
 }
 
-// insertLines is one batch insert: columns built from the rated events,
-// appended whole, sent.
+// insertLines is one batch insert: the rows built column by column as
+// tariff's sink builds them (sinks.LineColumns), appended whole, sent.
 func insertLines(ctx context.Context, conn driver.Conn, table string, events []sinks.RatedEvent) (int64, error) {
-	var (
-		tm, ratedAt                         []time.Time
-		ms, quantity, offset                []int64
-		customer, eventID, unit             []string
-		price, cost, charge                 []decimal.Decimal
-		provider, model, priceKey, tier     []string
-		priceVersion, cardID, source, topic []string
-		cardVersion                         []uint32
-		partition                           []int32
-		dimKeys, dimValues                  [][]string
-	)
+	var c sinks.LineColumns
 	for i := range events {
-		r := &events[i]
-		ev := &r.Event
-		var keys, values []string
-		for _, d := range ev.Dimensions {
-			keys, values = append(keys, d.Key), append(values, d.Value)
-		}
-		t := ev.Time.UTC()
-		for _, l := range r.Lines {
-			tm, ms = append(tm, t), append(ms, t.UnixMilli())
-			customer, eventID, unit = append(customer, ev.CustomerID), append(eventID, ev.ID), append(unit, l.Unit.String())
-			quantity = append(quantity, l.Quantity)
-			price = append(price, l.UnitPrice.ScaledDecimal())
-			cost, charge = append(cost, l.Cost.ScaledDecimal()), append(charge, l.Charge.ScaledDecimal())
-			provider, model, priceKey, tier = append(provider, ev.Provider), append(model, ev.Model), append(priceKey, r.PriceKey), append(tier, ev.Tier.String())
-			priceVersion, cardID, cardVersion = append(priceVersion, r.PriceVersion), append(cardID, r.RateCardID), append(cardVersion, r.RateCardVersion)
-			source = append(source, string(ev.Source))
-			dimKeys, dimValues = append(dimKeys, keys), append(dimValues, values)
-			topic, partition, offset = append(topic, r.Topic), append(partition, int32(r.Partition)), append(offset, r.Offset)
-			ratedAt = append(ratedAt, r.RatedAt)
-		}
+		c.Add(&events[i])
 	}
-	if len(tm) == 0 {
+	if c.Rows() == 0 {
 		return 0, nil
 	}
-	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+bareColumns+")")
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+sinks.RatedLineColumns+")")
 	if err != nil {
 		return 0, fmt.Errorf("prepare insert into %s: %w", table, err)
 	}
 	defer batch.Abort()
-	cols := []any{tm, tm, ms, customer, eventID, unit, quantity, price, cost, charge,
-		provider, model, priceKey, tier, priceVersion, cardID, cardVersion, source,
-		dimKeys, dimValues, topic, partition, offset, ratedAt}
-	for i, col := range cols {
-		if err := batch.Column(i).Append(col); err != nil {
-			return 0, fmt.Errorf("append column %d of %s: %w", i, table, err)
-		}
+	if err := c.AppendTo(batch); err != nil {
+		return 0, fmt.Errorf("%s: %w", table, err)
 	}
 	if err := batch.Send(); err != nil {
-		return 0, fmt.Errorf("insert %d rows into %s: %w", len(tm), table, err)
+		return 0, fmt.Errorf("insert %d rows into %s: %w", c.Rows(), table, err)
 	}
-	return int64(len(tm)), nil
+	return int64(c.Rows()), nil
 }
 
 // bundledRater rates with the price list bundled in the binary and a
